@@ -1,0 +1,11 @@
+"""Keras callbacks for RL bookkeeping: target updates, checkpoints, evaluation.
+
+Imported as `kerasrl.callbacks`.
+"""
+
+from kerasrl.callbacks.checkpoint import Checkpoint, latest_checkpoint, resume
+from kerasrl.callbacks.evaluation import EvalCallback
+from kerasrl.callbacks.target_update import HardTargetUpdate, SoftTargetUpdate, TargetUpdate
+
+__all__ = ["Checkpoint", "EvalCallback", "HardTargetUpdate", "SoftTargetUpdate", "TargetUpdate",
+           "latest_checkpoint", "resume"]

@@ -1,0 +1,55 @@
+"""Periodic deterministic evaluation during fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+
+
+class EvalCallback(keras.callbacks.Callback):
+    """Evaluates the policy every `every_epochs` epochs and logs `eval_return`.
+
+    `eval_return` (mean) and `eval_return_std` go into the epoch logs, so
+    History, CSVLogger, EarlyStopping(monitor="eval_return", mode="max") and
+    keras-tuner objectives see them. Between evaluations the last values are
+    repeated (NaN before the first), so every epoch row has the same columns.
+
+    Args:
+        env: the evaluation environment (or its id); keep it apart from the
+            training environment.
+        every_epochs: epochs between evaluations.
+        episodes: episodes per evaluation.
+        seed: seed of the first evaluation's first reset.
+        deterministic: use the policy's mode.
+
+    Example:
+
+    ```python
+    agent.fit(data, epochs=20, callbacks=[
+        kerasrl.callbacks.EvalCallback(gym.make("Pendulum-v1"), episodes=5),
+        keras.callbacks.EarlyStopping(monitor="eval_return", mode="max", patience=3)])
+    ```
+    """
+
+    writes_logs = True  # Agent.fit runs it before Keras' callbacks read the logs
+
+    def __init__(self, env: gym.Env | str, every_epochs: int = 1, episodes: int = 5,
+                 seed: int | None = None, deterministic: bool = True):
+        super().__init__()
+        self.env = gym.make(env) if isinstance(env, str) else env
+        self.every_epochs = int(every_epochs)
+        self.episodes = int(episodes)
+        self.seed = seed
+        self.deterministic = deterministic
+        self.last = {"eval_return": float("nan"), "eval_return_std": float("nan")}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if (epoch + 1) % self.every_epochs == 0:
+            returns = self.model.evaluate_env(self.env, episodes=self.episodes, seed=self.seed,
+                                              deterministic=self.deterministic)
+            self.last = {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns))}
+        if logs is not None:
+            logs.update(self.last)

@@ -1,0 +1,25 @@
+"""kerasrl: reinforcement learning agents that are Keras 3 models.
+
+```python
+import gymnasium as gym, keras, kerasrl
+env = gym.make("Pendulum-v1")
+agent = kerasrl.SAC.from_env(env)
+agent.compile(optimizer=keras.optimizers.Adam(1e-3))
+agent.fit(kerasrl.EnvDataset(env, agent, learning_starts=1000), epochs=20, steps_per_epoch=1000)
+agent.save("sac_pendulum.keras")
+```
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kerasrl import schedules  # noqa: E402
+from kerasrl.agents import SAC, Agent  # noqa: E402
+from kerasrl.buffers import ReplayBuffer  # noqa: E402
+from kerasrl.data import EnvDataset  # noqa: E402
+from kerasrl import callbacks  # noqa: E402
+from kerasrl.callbacks import resume  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["Agent", "EnvDataset", "ReplayBuffer", "SAC", "callbacks", "resume", "schedules"]

@@ -1,0 +1,6 @@
+"""kerasrl agents: each one a keras.Model trained by fit."""
+
+from kerasrl.agents.base import Agent
+from kerasrl.agents.sac import SAC
+
+__all__ = ["Agent", "SAC"]

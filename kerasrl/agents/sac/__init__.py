@@ -1,0 +1,3 @@
+from kerasrl.agents.sac.sac import SAC
+
+__all__ = ["SAC"]

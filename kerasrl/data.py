@@ -1,0 +1,368 @@
+"""EnvDataset: the tf.data pipeline `agent.fit` consumes.
+
+Each element is one replay batch. Producing it steps the environment
+`train_freq` times with the agent's current policy (uniform random actions
+until `learning_starts` transitions are stored), stores the transitions in the
+replay buffer and samples a batch; with `gradient_steps=k`, k batches follow
+each round of collection.
+
+Collection runs in a tf.data thread through `tf.numpy_function`, serialised by
+a lock so callbacks on the main thread (checkpoints, evaluation) see a
+consistent buffer and counters.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+
+from kerasrl import spaces
+from kerasrl.buffers import ReplayBuffer
+
+AUTORESET = gym.vector.AutoresetMode
+
+
+class _SingleEnv:
+    """Presents one gymnasium Env as a vector env of size 1 with SAME_STEP autoreset."""
+
+    num_envs = 1
+    metadata = {"autoreset_mode": AUTORESET.SAME_STEP}
+
+    def __init__(self, env: gym.Env):
+        self.env = env
+        self.single_observation_space = env.observation_space
+        self.single_action_space = env.action_space
+
+    def reset(self, seed: int | None = None):
+        obs, info = self.env.reset(seed=seed)
+        return np.asarray(obs)[None], info
+
+    def step(self, actions: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(actions[0])
+        info = {}
+        if terminated or truncated:
+            info = {"final_obs": [obs], "_final_obs": np.array([True])}
+            obs, _ = self.env.reset()
+        return (np.asarray(obs)[None], np.array([reward], dtype=np.float64),
+                np.array([terminated]), np.array([truncated]), info)
+
+    def sample_actions(self) -> np.ndarray:
+        return np.asarray(self.env.action_space.sample())[None]
+
+    def seed_actions(self, seed: int | None) -> None:
+        self.env.action_space.seed(seed)
+
+
+class _VectorEnv:
+    """A gymnasium VectorEnv, with the two autoreset modes made to look alike."""
+
+    def __init__(self, env: gym.vector.VectorEnv):
+        self.env = env
+        self.num_envs = env.num_envs
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        mode = env.metadata.get("autoreset_mode", AUTORESET.NEXT_STEP)
+        if mode not in (AUTORESET.SAME_STEP, AUTORESET.NEXT_STEP):
+            raise ValueError(f"Unsupported vector env autoreset mode {mode}; use SAME_STEP or NEXT_STEP.")
+        self.mode = mode
+        self.metadata = {"autoreset_mode": mode}
+
+    def reset(self, seed: int | None = None):
+        return self.env.reset(seed=seed)
+
+    def step(self, actions: np.ndarray):
+        return self.env.step(actions)
+
+    def sample_actions(self) -> np.ndarray:
+        return np.asarray(self.env.action_space.sample())
+
+    def seed_actions(self, seed: int | None) -> None:
+        self.env.action_space.seed(seed)
+
+
+def make_env(env: Any, n_envs: int = 1, vectorization_mode: str = "sync") -> gym.Env | gym.vector.VectorEnv:
+    """An environment from an id (a vector env when n_envs > 1), or `env` as given."""
+    if isinstance(env, str):
+        if n_envs == 1:
+            return gym.make(env)
+        return gym.make_vec(env, num_envs=n_envs, vectorization_mode=vectorization_mode,
+                            vector_kwargs={"autoreset_mode": AUTORESET.SAME_STEP})
+    return env
+
+
+class EnvDataset:
+    """A tf.data pipeline of replay batches collected by the agent's own policy.
+
+    Args:
+        env: a gymnasium Env, a VectorEnv, or an environment id.
+        agent: the agent whose policy collects the data.
+        buffer: the replay buffer (a new `ReplayBuffer(1_000_000)` by default).
+        batch_size: transitions per batch.
+        learning_starts: env steps with uniform random actions before the
+            first batch.
+        train_freq: vector-env steps collected before each round of updates.
+        gradient_steps: batches (gradient steps) per round.
+        n_envs: copies of the environment when `env` is an id.
+        vectorization_mode: "sync" or "async" for `n_envs > 1`.
+        seed: seeds the environment, the random warm-up actions, the policy's
+            sampling and the buffer's sampling.
+        prefetch: batches prepared ahead of the update (0: collect on demand).
+        policy_sync_every: batches between copies of the policy weights into
+            the acting snapshot (a copy costs ~200 µs for 256x256 networks).
+
+    The logs of `fit` get `episode_return` (mean of the last 10 finished
+    episodes, NaN before the first), `episode_length` and `env_steps`.
+
+    Example:
+
+    ```python
+    data = kerasrl.EnvDataset(gym.make("Pendulum-v1"), agent,
+                              buffer=kerasrl.ReplayBuffer(100_000),
+                              batch_size=256, learning_starts=1000, seed=0)
+    agent.fit(data, epochs=20, steps_per_epoch=1000)
+    ```
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        agent: Any,
+        buffer: ReplayBuffer | None = None,
+        batch_size: int = 256,
+        learning_starts: int = 100,
+        train_freq: int = 1,
+        gradient_steps: int = 1,
+        n_envs: int = 1,
+        vectorization_mode: str = "sync",
+        seed: int | None = None,
+        prefetch: int = 1,
+        policy_sync_every: int = 1,
+    ):
+        for name, value in (("batch_size", batch_size), ("train_freq", train_freq),
+                            ("gradient_steps", gradient_steps), ("n_envs", n_envs)):
+            if int(value) < 1:
+                raise ValueError(f"EnvDataset {name} must be >= 1, got {value}.")
+        if learning_starts < 0:
+            raise ValueError(f"EnvDataset learning_starts must be >= 0, got {learning_starts}.")
+        self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
+        env = make_env(env, n_envs, vectorization_mode)
+        if isinstance(env, gym.vector.VectorEnv):
+            self.env = _VectorEnv(env)
+        elif isinstance(env, gym.Env):
+            self.env = _SingleEnv(env)
+        else:
+            raise ValueError(f"EnvDataset needs a gymnasium Env, VectorEnv or id, got {env!r}.")
+        self.agent = agent
+        self._check_spaces()
+        self.buffer = buffer if buffer is not None else ReplayBuffer(1_000_000, seed=seed)
+        if batch_size > self.buffer.capacity:
+            raise ValueError(f"batch_size {batch_size} is larger than the replay buffer's capacity "
+                             f"{self.buffer.capacity}.")
+        if buffer is not None and seed is not None:
+            self.buffer.rng = np.random.default_rng(seed)
+        self.batch_size = int(batch_size)
+        self.learning_starts = int(learning_starts)
+        self.train_freq = int(train_freq)
+        self.gradient_steps = int(gradient_steps)
+        self.n_envs = self.env.num_envs
+        self.vectorization_mode = vectorization_mode
+        self.seed = seed
+        self.prefetch = int(prefetch)
+        self.policy_sync_every = max(int(policy_sync_every), 1)
+        self._batches = 0
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+        # Collector state; `state()` / `set_state()` carry it through checkpoints.
+        self.env_steps = 0
+        self.episodes = 0
+        self.recent_returns: collections.deque = collections.deque(maxlen=10)
+        self.recent_lengths: collections.deque = collections.deque(maxlen=10)
+        self._obs: np.ndarray | None = None
+        self._running_return = np.zeros(self.n_envs)
+        self._running_length = np.zeros(self.n_envs, dtype=np.int64)
+        self._skip = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP autoreset: this step is a reset
+        self._updates_left = 0
+        self._reset_seed = seed
+
+    def _check_spaces(self) -> None:
+        for role, env_space, agent_space in (
+            ("observation", self.env.single_observation_space, self.agent.observation_space),
+            ("action", self.env.single_action_space, self.agent.action_space),
+        ):
+            if type(env_space) is not type(agent_space) or env_space.shape != agent_space.shape or (
+                isinstance(env_space, gym.spaces.Discrete) and env_space.n != agent_space.n
+            ):
+                raise ValueError(f"The environment's {role} space {env_space!r} does not match the "
+                                 f"agent's {agent_space!r}.")
+
+    # --------------------------------------------------------------- collect
+    @property
+    def obs_dtype(self) -> np.dtype:
+        space = self.agent.observation_space
+        return np.dtype(np.int64) if isinstance(space, gym.spaces.Discrete) else np.dtype(space.dtype)
+
+    @property
+    def action_dtype(self) -> np.dtype:
+        return np.dtype(np.int64) if self.agent.discrete else np.dtype(np.float32)
+
+    def _start(self) -> None:
+        self._obs, _ = self.env.reset(seed=self._reset_seed)
+        self._reset_seed = None
+        self._running_return[:] = 0.0
+        self._running_length[:] = 0
+        self._skip[:] = False
+        if self.env_steps == 0 and self.seed is not None:
+            self.env.seed_actions(self.seed)
+
+    def step(self, random: bool = False) -> None:
+        """One vector-env step: act, step, store the transitions, count episodes."""
+        if self._obs is None:
+            self._start()
+        obs = self._obs
+        if random:
+            actions = self.env.sample_actions()
+        else:
+            actions = self.agent.act(obs, deterministic=False, rng=self.rng)
+        next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if not np.all(np.isfinite(rewards)):
+            raise ValueError(f"The environment returned a non-finite reward {rewards}; "
+                             "nothing from this step was stored.")
+        done = np.logical_or(terminated, truncated)
+        stored_next = np.array(next_obs, copy=True)
+        if "_final_obs" in info:  # SAME_STEP autoreset: the true last observation
+            for i in np.flatnonzero(info["_final_obs"]):
+                stored_next[i] = info["final_obs"][i]
+        keep = ~self._skip
+        if keep.any():
+            self.buffer.add(
+                obs[keep].astype(self.obs_dtype, copy=False),
+                np.asarray(actions)[keep].astype(self.action_dtype, copy=False),
+                rewards[keep].astype(np.float32),
+                stored_next[keep].astype(self.obs_dtype, copy=False),
+                np.asarray(terminated)[keep],
+            )
+        self.env_steps += int(keep.sum())
+        self._running_return[keep] += rewards[keep]
+        self._running_length[keep] += 1
+        for i in np.flatnonzero(done & keep):
+            self.episodes += 1
+            self.recent_returns.append(float(self._running_return[i]))
+            self.recent_lengths.append(int(self._running_length[i]))
+            self._running_return[i] = 0.0
+            self._running_length[i] = 0
+        if getattr(self.env, "mode", AUTORESET.SAME_STEP) == AUTORESET.NEXT_STEP:
+            self._skip = done
+        self._obs = next_obs
+
+    def next_batch(self) -> tuple[np.ndarray, ...]:
+        """Collects what is due, then samples one batch (flat, in `_fields` order)."""
+        with self.lock:
+            try:
+                if self._batches % self.policy_sync_every == 0:
+                    self.agent.refresh_policy()
+                self._batches += 1
+                if self._updates_left == 0:
+                    # Counting stored transitions (not env steps) refills a buffer
+                    # that a checkpoint did not keep.
+                    while len(self.buffer) < min(self.learning_starts, self.buffer.capacity):
+                        self.step(random=True)
+                    for _ in range(self.train_freq):
+                        self.step()
+                    self._updates_left = self.gradient_steps
+                self._updates_left -= 1
+                batch, _ = self.buffer.sample(self.batch_size)
+            except BaseException as error:
+                self.error = error
+                raise
+            stats = self.stats()
+            batch.update({k: np.asarray(v, dtype=np.float32 if k != "env_steps" else np.int64)
+                          for k, v in stats.items()})
+            return tuple(batch[name] for name, _, _ in self._fields())
+
+    def stats(self) -> dict[str, float]:
+        """Episode statistics as they go into the logs."""
+        nan = float("nan")
+        return {
+            "episode_return": float(np.mean(self.recent_returns)) if self.recent_returns else nan,
+            "episode_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else nan,
+            "env_steps": self.env_steps,
+        }
+
+    def _fields(self) -> list[tuple[str, tf.DType, tuple]]:
+        b = self.batch_size
+        obs_shape = self.agent.observation_space.shape
+        act_shape = self.agent.action_space.shape
+        return [
+            ("observation", tf.as_dtype(self.obs_dtype), (b,) + obs_shape),
+            ("action", tf.as_dtype(self.action_dtype), (b,) + act_shape),
+            ("reward", tf.float32, (b,)),
+            ("next_observation", tf.as_dtype(self.obs_dtype), (b,) + obs_shape),
+            ("terminated", tf.float32, (b,)),
+            ("episode_return", tf.float32, ()),
+            ("episode_length", tf.float32, ()),
+            ("env_steps", tf.int64, ()),
+        ]
+
+    def as_dataset(self) -> tf.data.Dataset:
+        """The tf.data.Dataset of batches (infinite: give fit a steps_per_epoch)."""
+        fields = self._fields()
+
+        def produce(_):
+            values = tf.numpy_function(self.next_batch, [], [dtype for _, dtype, _ in fields], stateful=True)
+            out = {}
+            for (name, _, shape), value in zip(fields, values):
+                value.set_shape(shape)
+                out[name] = value
+            return out
+
+        dataset = tf.data.Dataset.from_tensors(np.int64(0)).repeat().map(produce)
+        return dataset.prefetch(self.prefetch) if self.prefetch else dataset
+
+    def updates_for(self, env_steps: int) -> int:
+        """Gradient steps that collect `env_steps` environment steps in total."""
+        rounds = max(env_steps - max(self.learning_starts, self.env_steps), 0) // (self.train_freq * self.n_envs)
+        return rounds * self.gradient_steps
+
+    # ------------------------------------------------------------- checkpoint
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "env_id": self.env_id,
+            "batch_size": self.batch_size,
+            "learning_starts": self.learning_starts,
+            "train_freq": self.train_freq,
+            "gradient_steps": self.gradient_steps,
+            "n_envs": self.n_envs,
+            "vectorization_mode": self.vectorization_mode,
+            "seed": self.seed,
+            "prefetch": self.prefetch,
+            "policy_sync_every": self.policy_sync_every,
+            "buffer": self.buffer.get_config(),
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "recent_returns": list(self.recent_returns),
+            "recent_lengths": list(self.recent_lengths),
+            "updates_left": self._updates_left,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.env_steps = int(state["env_steps"])
+        self.episodes = int(state["episodes"])
+        self.recent_returns.extend(state["recent_returns"])
+        self.recent_lengths.extend(state["recent_lengths"])
+        self._updates_left = int(state["updates_left"])
+        self.rng.bit_generator.state = state["rng"]
+        self._obs = None  # the environment restarts its episode
+        if self.seed is not None:
+            self._reset_seed = self.seed + self.env_steps
