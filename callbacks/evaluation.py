@@ -22,7 +22,8 @@ class EvalCallback(keras.callbacks.Callback):
             training environment.
         every_epochs: epochs between evaluations.
         episodes: episodes per evaluation.
-        seed: seed of the first evaluation's first reset.
+        seed: seeds the first reset of every evaluation, so all evaluations
+            start from the same states and compare like with like.
         deterministic: use the policy's mode.
 
     Example:

@@ -136,8 +136,12 @@ class ReplayBuffer:
                 f"{path!r} holds a buffer of capacity {int(content['capacity'])}, "
                 f"this buffer has {self.capacity}."
             )
-        self.size, self.position = int(content["size"]), int(content["position"])
+        size, position = int(content["size"]), int(content["position"])
         arrays = {f: content[f] for f in content if f not in ("capacity", "position", "size", "rng_state")}
+        if any(len(a) != size for a in arrays.values()) or (size and set(arrays) != set(FIELDS)):
+            raise ValueError(f"{path!r} is damaged: its arrays do not hold the {size} transitions it records.")
+        # Checked first, changed after: a bad file leaves this buffer as it was.
+        self.size, self.position = size, position
         if arrays:
             self._allocate({k: v[:1] for k, v in arrays.items()})
             for name, value in arrays.items():

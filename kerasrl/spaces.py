@@ -78,6 +78,14 @@ def check_batch(space: gym.spaces.Space, value: Any, role: str) -> tuple[np.ndar
         raise ValueError(
             f"Invalid {role}: {space!r} takes integers, got dtype {array.dtype}."
         )
+    if isinstance(space, gym.spaces.Discrete) and array.size and (
+        array.min() < space.start or array.max() >= space.start + space.n
+    ):
+        # Out of range would index the one-hot table wrongly (negative wraps around).
+        raise ValueError(
+            f"Invalid {role}: {space!r} takes integers in [{space.start}, "
+            f"{space.start + space.n - 1}], got {array.min()}..{array.max()}."
+        )
     shape = space.shape
     if array.shape == shape:
         return array[None], True

@@ -73,7 +73,6 @@ class Agent(keras.Model):
         self.num_env_steps = keras.Variable(0, dtype="int64", trainable=False, name="num_env_steps")
         self.target_tau = keras.Variable(self.tau, dtype="float32", trainable=False, name="target_tau")
         self.target_every = keras.Variable(self.target_update_interval, dtype="int64", trainable=False, name="target_every")
-        self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._act_rng = np.random.default_rng(seed)
         self._snapshot: dict | None = None
@@ -229,6 +228,15 @@ class Agent(keras.Model):
             for w, tw in zip(online.weights, target.weights):
                 tw.assign(tau * w + (1.0 - tau) * tw)
 
+    def noise_seed(self, salt: int) -> Any:
+        """A stateless-RNG seed for the current gradient step.
+
+        Derived from `seed` and the saved `num_gradient_steps` counter, so a
+        loaded or resumed agent continues the same noise sequence.
+        """
+        step = ops.cast(self.num_gradient_steps, "int64")
+        return ops.stack([ops.convert_to_tensor(self.seed or 0, "int64"), step * 16 + salt])
+
     def target_update_due(self) -> Any:
         return ops.equal(self.num_gradient_steps % self.target_every, 0)
 
@@ -326,8 +334,8 @@ class Agent(keras.Model):
             callbacks: Iterable[keras.callbacks.Callback] | None = None, **kwargs: Any):
         """Keras fit over an `EnvDataset` (or an environment, wrapped in one).
 
-        With an `EnvDataset` or environment: `steps_per_epoch` defaults to 1000
-        gradient steps; the default target-update callback is added when none is
+        With an `EnvDataset` or environment: `steps_per_epoch` (gradient steps,
+        exact for any `steps_per_execution`) defaults to 1000; the default target-update callback is added when none is
         given; kerasrl callbacks that write logs (EvalCallback) run before Keras'
         own, so History, CSVLogger and EarlyStopping see what they write.
         """
@@ -343,8 +351,11 @@ class Agent(keras.Model):
             dataset = x
             if dataset.agent is not self:
                 raise ValueError("This EnvDataset was built for a different agent.")
-            x = dataset.as_dataset()
-            steps_per_epoch = steps_per_epoch or 1000
+            # A finite dataset per epoch: Keras ends the last execution of an
+            # epoch at the end of the data, so an epoch runs exactly
+            # steps_per_epoch updates whatever steps_per_execution is.
+            x = dataset.as_dataset(take=steps_per_epoch or 1000)
+            steps_per_epoch = None
             callbacks = list(callbacks or [])
             if not any(isinstance(cb, TargetUpdate) for cb in callbacks):
                 callbacks.append(self.default_target_update())
@@ -360,6 +371,8 @@ class Agent(keras.Model):
                 raise dataset.error from None
             raise error
         finally:
+            if dataset is not None:
+                dataset.close()
             self.env_dataset = None
             self._forget_policy()
 

@@ -157,11 +157,11 @@ class SAC(Agent):
             u = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
         return self.scale_action(np.tanh(u)).reshape((len(obs),) + self.action_space.shape)
 
-    def sample_action(self, obs: Any) -> tuple[Any, Any]:
+    def sample_action(self, obs: Any, salt: int) -> tuple[Any, Any]:
         """Continuous: a reparameterised sample in [-1, 1] and its log-probability."""
         mean, log_std = ops.split(self.actor(obs), 2, axis=-1)
         log_std = ops.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-        u = mean + ops.exp(log_std) * keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        u = mean + ops.exp(log_std) * tf.random.stateless_normal(ops.shape(mean), seed=self.noise_seed(salt))
         return ops.tanh(u), gaussian_log_prob_tanh(u, mean, log_std)
 
     def q_values(self, obs: Any, unit_action: Any, target: bool = False) -> tuple[Any, Any]:
@@ -187,7 +187,7 @@ class SAC(Agent):
         if self.use_value_network:
             v_next = ops.squeeze(self.value_target(s_next), -1)
         else:
-            a_next, log_pi_next = self.sample_action(s_next)
+            a_next, log_pi_next = self.sample_action(s_next, salt=0)
             q1_next, q2_next = self.q_values(s_next, a_next, target=True)
             v_next = ops.minimum(q1_next, q2_next) - alpha * log_pi_next
         y = ops.stop_gradient(r + self.gamma * not_done * v_next)
@@ -198,7 +198,7 @@ class SAC(Agent):
 
         # Actor: minimise E[alpha * log pi(a|s) - min_i Q_i(s, a)], a ~ pi reparameterised.
         with tf.GradientTape() as tape:
-            a_pi, log_pi = self.sample_action(s)
+            a_pi, log_pi = self.sample_action(s, salt=1)
             q1_pi, q2_pi = self.q_values(s, a_pi)
             min_q_pi = ops.minimum(q1_pi, q2_pi)
             actor_loss = ops.mean(alpha * log_pi - min_q_pi)

@@ -1,0 +1,393 @@
+"""Benchmark harness: kerasrl against its own ceiling and (optionally) Stable-Baselines3.
+
+    python benchmarks/run.py --algo sac --env Pendulum-v1 --steps 20000 --seeds 0 1 2 --compare sb3
+
+Prints JSON lines on stdout (and appends them to --out): one per training run,
+one with the ceiling (the same agent's updates on an in-memory batch, no
+environment) and a summary. Everything else (TF/absl logs, warnings) goes to
+stderr. Each run executes in a fresh Python process by default, so every run
+pays the same start-up and compilation costs and torch never shares a process
+with TensorFlow; `--in-process` runs everything in this process instead.
+
+New algorithms register one entry in `ALGOS`: a kerasrl builder, an SB3
+builder and their shared default settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_JSON_OUT = None  # the real stdout; fd 1 itself points at stderr (see _claim_stdout)
+
+
+# ---------------------------------------------------------------- registry
+@dataclass
+class KerasrlRun:
+    """What a kerasrl builder returns: an uncompiled agent and how to train it."""
+
+    agent: Any
+    optimizer: Any  # a keras optimizer; compile gives each network a copy
+    dataset_kwargs: dict  # EnvDataset arguments (batch_size, learning_starts, ...)
+    callbacks: list = field(default_factory=list)
+    compile_kwargs: dict = field(default_factory=dict)
+
+
+class Algo(NamedTuple):
+    kerasrl: Callable[[Any, int, dict], KerasrlRun]  # (env, seed, settings) -> KerasrlRun
+    sb3: Callable[[Any, int, dict], Any]  # (env, seed, settings) -> an SB3 model
+    defaults: dict
+
+
+# rl-zoo's SAC settings (hyperparams/sac.yml), shared by both libraries.
+SAC_DEFAULTS = {
+    "net_arch": [256, 256],
+    "learning_rate": 1e-3,
+    "buffer_size": 1_000_000,
+    "learning_starts": 100,
+    "batch_size": 256,
+    "gamma": 0.99,
+    "tau": 0.005,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "ent_coef": "auto",
+}
+
+
+def kerasrl_sac(env: Any, seed: int, s: dict) -> KerasrlRun:
+    import keras
+    import kerasrl
+
+    agent = kerasrl.SAC.from_env(env, hidden=s["net_arch"], gamma=s["gamma"], tau=s["tau"],
+                                 alpha=s["ent_coef"], seed=seed)
+    return KerasrlRun(
+        agent=agent,
+        optimizer=keras.optimizers.Adam(s["learning_rate"]),
+        dataset_kwargs=dict(
+            buffer=kerasrl.ReplayBuffer(s["buffer_size"], seed=seed),
+            batch_size=s["batch_size"],
+            learning_starts=s["learning_starts"],
+            train_freq=s["train_freq"],
+            gradient_steps=s["gradient_steps"],
+        ),
+    )
+
+
+def sb3_sac(env: Any, seed: int, s: dict) -> Any:
+    from stable_baselines3 import SAC
+
+    return SAC("MlpPolicy", env, learning_rate=s["learning_rate"], buffer_size=s["buffer_size"],
+               learning_starts=s["learning_starts"], batch_size=s["batch_size"], tau=s["tau"],
+               gamma=s["gamma"], train_freq=s["train_freq"], gradient_steps=s["gradient_steps"],
+               ent_coef=s["ent_coef"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
+               seed=seed, verbose=0)
+
+
+ALGOS: dict[str, Algo] = {
+    "sac": Algo(kerasrl_sac, sb3_sac, SAC_DEFAULTS),
+}
+
+
+# ----------------------------------------------------------------- helpers
+def _claim_stdout() -> None:
+    """Keeps the real stdout for JSON lines and points fd 1 at stderr.
+
+    Anything else that writes to stdout (Python prints, C++ libraries writing
+    to fd 1) then lands on stderr, so stdout carries only JSON lines.
+    """
+    global _JSON_OUT
+    if _JSON_OUT is not None:
+        return
+    sys.stdout.flush()
+    _JSON_OUT = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def emit(record: dict, out_file: str | None = None) -> None:
+    line = json.dumps(_clean(record))
+    _JSON_OUT.write(line + "\n")
+    _JSON_OUT.flush()
+    if out_file:
+        with open(out_file, "a") as f:
+            f.write(line + "\n")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict:
+    cpu_model = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "python": platform.python_version(),
+    }
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_updates(data: Any, steps: int) -> int:
+    updates = data.updates_for(steps)
+    if updates <= 0:
+        raise SystemExit(f"--steps {steps} leaves no gradient step after learning_starts="
+                         f"{data.learning_starts}.")
+    return updates
+
+
+# -------------------------------------------------------------------- jobs
+def run_kerasrl(job: dict) -> dict:
+    import gymnasium as gym
+    import numpy as np
+    import kerasrl
+
+    algo = ALGOS[job["algo"]]
+    settings = dict(algo.defaults)
+    seed, steps, spe = job["seed"], job["steps"], job["steps_per_execution"]
+    env = gym.make(job["env"])
+    run = algo.kerasrl(env, seed, settings)
+    agent = run.agent
+    data = kerasrl.EnvDataset(env, agent, seed=seed, **run.dataset_kwargs, **dataset_options(job))
+    updates = check_updates(data, steps)
+    # Agent.fit runs exactly steps_per_epoch updates per epoch for any steps_per_execution.
+    epochs, steps_per_epoch = 1, updates
+    agent.compile(optimizer=run.optimizer, steps_per_execution=spe, **run.compile_kwargs)
+
+    start = time.perf_counter()
+    agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=run.callbacks, verbose=0)
+    fit_seconds = time.perf_counter() - start
+    with data.lock:  # a prefetched batch may still be collecting
+        env_steps = data.env_steps
+    done_updates = int(agent.num_gradient_steps.numpy())
+    if done_updates != updates:
+        log(f"warning: kerasrl ran {done_updates} gradient steps, planned {updates}")
+
+    eval_seed = 10_000 + seed
+    returns = agent.evaluate_env(gym.make(job["env"]), episodes=job["eval_episodes"], seed=eval_seed,
+                                 deterministic=True)
+    return {
+        "lib": "kerasrl", "algo": job["algo"], "env": job["env"], "steps": steps, "seed": seed,
+        "steps_per_second": env_steps / fit_seconds,
+        "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
+        "fit_seconds": fit_seconds, "updates": done_updates, "env_steps": env_steps,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "steps_per_execution": spe,
+        "dataset": {"prefetch": data.prefetch, "policy_sync_every": data.policy_sync_every},
+        "eval_seed": eval_seed, "eval_episodes": job["eval_episodes"],
+        "eval_returns": [round(float(r), 3) for r in returns],
+        "settings": settings, "versions": tf_versions(),
+        "machine": machine_info(), "date": now(),
+    }
+
+
+def run_ceiling(job: dict) -> dict:
+    import gymnasium as gym
+    import tensorflow as tf
+    import kerasrl
+
+    algo = ALGOS[job["algo"]]
+    settings = dict(algo.defaults)
+    spe, n = job["steps_per_execution"], job["ceiling_updates"]
+    n = max(spe, -(-n // spe) * spe)  # whole executions
+    env = gym.make(job["env"])
+    run = algo.kerasrl(env, 0, settings)
+    agent = run.agent
+    data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs, **dataset_options(job))
+    batch = dict(zip([f[0] for f in data._fields()], data.next_batch()))  # after the warm-up steps
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    agent.compile(optimizer=run.optimizer, steps_per_execution=spe, **run.compile_kwargs)
+
+    start = time.perf_counter()
+    agent.fit(dataset, epochs=1, steps_per_epoch=10 * spe, shuffle=False, verbose=0)  # trace + XLA compile
+    warmup_seconds = time.perf_counter() - start
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        agent.fit(dataset, epochs=1, steps_per_epoch=n, shuffle=False, verbose=0)
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    return {
+        "lib": "kerasrl", "kind": "ceiling", "algo": job["algo"], "env": job["env"],
+        "updates_per_second": n / best, "updates": n, "repetitions_seconds": times,
+        "warmup_seconds": warmup_seconds, "steps_per_execution": spe,
+        "settings": settings, "versions": tf_versions(), "machine": machine_info(), "date": now(),
+    }
+
+
+def run_sb3(job: dict) -> dict:
+    import gymnasium as gym
+    import numpy as np
+    import stable_baselines3
+    import torch
+
+    algo = ALGOS[job["algo"]]
+    settings = dict(algo.defaults)
+    seed, steps = job["seed"], job["steps"]
+    model = algo.sb3(gym.make(job["env"]), seed, settings)
+
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    fit_seconds = time.perf_counter() - start
+    env_steps = int(model.num_timesteps)
+
+    eval_seed = 10_000 + seed
+    env = gym.make(job["env"])
+    returns = np.zeros(job["eval_episodes"])
+    for episode in range(job["eval_episodes"]):
+        obs, _ = env.reset(seed=eval_seed if episode == 0 else None)
+        done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns[episode] += float(reward)
+            done = terminated or truncated
+    return {
+        "lib": "sb3", "algo": job["algo"], "env": job["env"], "steps": steps, "seed": seed,
+        "steps_per_second": env_steps / fit_seconds,
+        "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
+        "fit_seconds": fit_seconds, "updates": int(getattr(model, "_n_updates", -1)),
+        "env_steps": env_steps, "eval_seed": eval_seed, "eval_episodes": job["eval_episodes"],
+        "eval_returns": [round(float(r), 3) for r in returns],
+        "settings": settings,
+        "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
+                     "torch_threads": torch.get_num_threads(), "numpy": np.__version__,
+                     "gymnasium": gym.__version__, "device": str(model.device)},
+        "machine": machine_info(), "date": now(),
+    }
+
+
+JOBS = {"kerasrl": run_kerasrl, "ceiling": run_ceiling, "sb3": run_sb3}
+
+
+def run_job(job: dict, in_process: bool) -> dict:
+    if in_process:
+        return JOBS[job["job"]](job)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+                          stdout=subprocess.PIPE, text=True)  # stderr passes through
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark job {job['job']} (seed {job.get('seed')}) failed "
+                         f"with exit status {proc.returncode}; see its stderr above.")
+    return json.loads(lines[-1])
+
+
+# -------------------------------------------------------------------- main
+def mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def summary(records: list[dict], ceiling: dict | None, args: argparse.Namespace) -> dict:
+    libs = {}
+    for lib in ("kerasrl", "sb3"):
+        runs = [r for r in records if r["lib"] == lib]
+        if runs:
+            libs[lib] = {"steps_per_second": mean([r["steps_per_second"] for r in runs]),
+                         "eval_mean": mean([r["eval_mean"] for r in runs]),
+                         "seeds": [r["seed"] for r in runs]}
+    k, s = libs.get("kerasrl"), libs.get("sb3")
+    return {
+        "kind": "summary", "algo": args.algo, "env": args.env, "steps": args.steps, **libs,
+        "ceiling_updates_per_second": ceiling["updates_per_second"] if ceiling else None,
+        "ratio_vs_sb3": k["steps_per_second"] / s["steps_per_second"] if k and s else None,
+        "fraction_of_ceiling": k["steps_per_second"] / ceiling["updates_per_second"] if k and ceiling else None,
+        "command": "python " + shlex.join(sys.argv),
+        "machine": machine_info(), "date": now(),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", choices=sorted(ALGOS), default="sac")
+    p.add_argument("--env", default="Pendulum-v1")
+    p.add_argument("--steps", type=int, default=20_000, help="env steps per run, learning_starts included")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--compare", choices=["sb3"], default=None, help="also run Stable-Baselines3")
+    p.add_argument("--steps-per-execution", type=int, default=50)
+    p.add_argument("--policy-sync-every", type=int, default=None, help="EnvDataset option (its default if unset)")
+    p.add_argument("--prefetch", type=int, default=None, help="EnvDataset option (its default if unset)")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--ceiling-updates", type=int, default=3000, help="updates per timed ceiling repetition")
+    p.add_argument("--no-ceiling", action="store_true")
+    p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every job in this process instead of one fresh process per job")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    _claim_stdout()
+    if args.worker:  # one job in a fresh process, launched by run_job
+        emit(JOBS[json.loads(args.worker)["job"]](json.loads(args.worker)))
+        return
+    if args.steps_per_execution < 1:
+        raise SystemExit("--steps-per-execution must be >= 1.")
+    if args.compare == "sb3":
+        missing = [m for m in ("stable_baselines3", "torch") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SystemExit(f"--compare sb3 needs {' and '.join(missing)}: "
+                             f'pip install -e ".[bench]"')
+
+    base = {"algo": args.algo, "env": args.env, "steps": args.steps,
+            "steps_per_execution": args.steps_per_execution, "policy_sync_every": args.policy_sync_every,
+            "prefetch": args.prefetch, "eval_episodes": args.eval_episodes,
+            "ceiling_updates": args.ceiling_updates}
+    libs = ["kerasrl"] + (["sb3"] if args.compare == "sb3" else [])
+    records = []
+    for seed in args.seeds:
+        for lib in libs:
+            log(f"{lib} {args.algo} {args.env} seed={seed} steps={args.steps}")
+            record = run_job({**base, "job": lib, "seed": seed}, args.in_process)
+            emit(record, args.out)
+            records.append(record)
+    ceiling = None
+    if not args.no_ceiling:
+        log(f"ceiling: {args.ceiling_updates} updates on a fixed in-memory batch")
+        ceiling = run_job({**base, "job": "ceiling"}, args.in_process)
+        emit(ceiling, args.out)
+    emit(summary(records, ceiling, args), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""The `kerasrl` command line: train an agent on an environment, evaluate a saved one.
+
+```
+python -m kerasrl train sac Pendulum-v1 --steps 20000 --out runs/sac-pendulum
+python -m kerasrl eval runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 10
+```
+
+A run folder holds `config.json` (the arguments), `progress.csv` (one row per
+epoch: losses, `episode_return`, `eval_return`, ...), `tensorboard/`,
+`agent.keras`, `eval.json` (the final deterministic evaluation) and, with
+`--checkpoint-every`, `checkpoints/` that `--resume` continues from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import kerasrl  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
+
+import gymnasium as gym  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerasrl import callbacks as rlcb  # noqa: E402
+
+# Algorithm name -> agent class. A new agent joins the CLI with one line here;
+# it must take `from_env(env, hidden=, gamma=, tau=, seed=)`.
+ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
+    "sac": kerasrl.SAC,
+}
+
+# What a fresh run writes into its folder (removed by --overwrite).
+RUN_FILES = ("config.json", "progress.csv", "tensorboard", "agent.keras", "eval.json", "checkpoints")
+
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes are seeded apart from the training ones
+
+
+class CLIError(Exception):
+    """A problem with the command's input, reported as `kerasrl: error: ...` (exit status 2)."""
+
+
+# --------------------------------------------------------------------- parsing
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _algo(text: str) -> str:
+    name = text.lower()
+    if name not in ALGOS:
+        raise argparse.ArgumentTypeError(f"unknown algorithm {text!r}; choose from {', '.join(sorted(ALGOS))}")
+    return name
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kerasrl",
+        description="Train and evaluate kerasrl agents (Keras 3 models) on gymnasium environments.",
+    )
+    parser.add_argument("--version", action="version", version=f"kerasrl {kerasrl.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval}", required=True)
+
+    train = sub.add_parser(
+        "train",
+        help="train an agent and save it as a .keras file",
+        description="Train an agent with agent.fit over an EnvDataset; writes agent.keras, "
+                    "progress.csv, tensorboard/, config.json and eval.json into --out.",
+        formatter_class=_HelpFormatter,
+    )
+    train.add_argument("algo", type=_algo, metavar="ALGO", help=f"algorithm: {', '.join(sorted(ALGOS))}")
+    train.add_argument("env", metavar="ENV_ID", help="gymnasium environment id, e.g. Pendulum-v1")
+    train.add_argument("--steps", type=_positive_int, default=20_000,
+                       help="environment steps in total (warm-up included)")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<algo>-<env>)")
+    train.add_argument("--seed", type=int, default=0, help="seed of networks, environment and sampling")
+    train.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256],
+                       help="hidden layer sizes of every network")
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every network")
+    train.add_argument("--gamma", type=float, default=0.99, help="discount factor")
+    train.add_argument("--tau", type=float, default=0.005, help="soft target update factor")
+    train.add_argument("--batch-size", type=_positive_int, default=256, help="transitions per gradient step")
+    train.add_argument("--buffer-size", type=_positive_int, default=1_000_000, help="replay buffer capacity")
+    train.add_argument("--learning-starts", type=_non_negative_int, default=100,
+                       help="random-action environment steps before the first update")
+    train.add_argument("--train-freq", type=_positive_int, default=1,
+                       help="(vector) environment steps between rounds of updates")
+    train.add_argument("--gradient-steps", type=_positive_int, default=1, help="gradient steps per round")
+    train.add_argument("--n-envs", type=_positive_int, default=1, help="environment copies stepped together")
+    train.add_argument("--steps-per-epoch", type=_positive_int, default=1000,
+                       help="gradient steps per Keras epoch (the last epoch may be shorter)")
+    train.add_argument("--steps-per-execution", type=_positive_int, default=10,
+                       help="gradient steps per compiled call")
+    train.add_argument("--eval-episodes", type=_positive_int, default=10,
+                       help="episodes of the final deterministic evaluation")
+    train.add_argument("--epoch-eval-episodes", type=_non_negative_int, default=5,
+                       help="episodes of the evaluation after every epoch (eval_return; 0 = off)")
+    train.add_argument("--checkpoint-every", type=_non_negative_int, default=0,
+                       help="environment steps between checkpoints in <out>/checkpoints (0 = off)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its newest checkpoint up to --steps")
+    train.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                       help="Keras fit verbosity (1 = progress bar)")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a saved .keras agent",
+        description="Load an agent with keras.saving.load_model and run deterministic episodes.",
+        formatter_class=_HelpFormatter,
+    )
+    ev.add_argument("model", type=Path, metavar="MODEL", help="path of a .keras file saved by kerasrl")
+    ev.add_argument("env", metavar="ENV_ID", help="gymnasium environment id")
+    ev.add_argument("--episodes", type=_positive_int, default=10, help="episodes to run")
+    ev.add_argument("--seed", type=int, default=None, help="seed of the first reset")
+    ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
+    ev.add_argument("--render", action="store_true", help="show the episodes (render_mode='human')")
+    ev.add_argument("--json", type=Path, default=None, help="also write the returns to this JSON file")
+    return parser
+
+
+# --------------------------------------------------------------------- helpers
+def check_env_id(env_id: str) -> None:
+    """Raises CLIError naming `env_id` if gymnasium does not know it."""
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as error:
+        raise CLIError(f"unknown environment id {env_id!r}: {error}") from None
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        raise CLIError(f"environment {env_id!r} needs a missing dependency: {error}") from None
+
+
+def check_spaces(agent: kerasrl.Agent, env: gym.Env, model: Any, env_id: str) -> None:
+    """Raises CLIError if the environment's spaces are not the ones the agent was built for."""
+    for role, env_space, agent_space in (("observation", env.observation_space, agent.observation_space),
+                                         ("action", env.action_space, agent.action_space)):
+        if type(env_space) is not type(agent_space) or env_space.shape != agent_space.shape or (
+            isinstance(env_space, gym.spaces.Discrete) and env_space.n != agent_space.n
+        ):
+            raise CLIError(f"{model} was trained with {role} space {agent_space}, but {env_id} has {env_space}")
+
+
+def summary(returns: np.ndarray) -> str:
+    return f"{np.mean(returns):.2f} ± {np.std(returns):.2f}"
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def plan_epochs(updates: int, steps_per_epoch: int) -> list[int]:
+    """Gradient steps of each epoch: full epochs, then the remainder (if any)."""
+    full, rest = divmod(updates, steps_per_epoch)
+    return [steps_per_epoch] * full + ([rest] if rest else [])
+
+
+class _CSVLogger(keras.callbacks.CSVLogger):
+    """CSVLogger without the empty `val_*` columns Keras adds when fit has no validation data."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
+
+
+class _RunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering epochs out of the whole run across fit calls."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
+def _fit_epochs(agent: kerasrl.Agent, data: kerasrl.EnvDataset, plan: list[int], initial_epoch: int,
+                callbacks: list, verbose: int) -> None:
+    """fit over `plan`: one call for the full epochs, one for a shorter last epoch.
+
+    The callbacks are shared by both calls (CSVLogger appends), so the run
+    reads as one fit with `len(plan)` epochs.
+    """
+    if not plan:
+        return
+    if verbose:
+        callbacks = callbacks + [_RunProgbar(initial_epoch + len(plan))]
+    full = [n for n in plan if n == plan[0]]
+    rest = plan[len(full):]
+    end = initial_epoch + len(full)
+    agent.fit(data, epochs=end, initial_epoch=initial_epoch, steps_per_epoch=plan[0],
+              callbacks=callbacks, verbose=verbose)
+    if rest and not agent.stop_training:
+        agent.fit(data, epochs=end + 1, initial_epoch=end, steps_per_epoch=rest[0],
+                  callbacks=callbacks, verbose=verbose)
+
+
+# ----------------------------------------------------------------------- train
+def _earlier_run(args: argparse.Namespace, run_dir: Path) -> list[Path]:
+    """What an earlier run left in `run_dir`; an error unless --resume or --overwrite says what to do."""
+    if args.resume:
+        return []
+    existing = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    if existing and not args.overwrite:
+        raise CLIError(f"{run_dir} already holds a run ({', '.join(p.name for p in existing)}); pass --resume "
+                       "to continue it from its checkpoints or --overwrite to start again")
+    return existing
+
+
+def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvDataset]:
+    if args.batch_size > args.buffer_size:
+        raise CLIError(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
+    if not 0.0 < args.tau <= 1.0:
+        raise CLIError(f"--tau must be in (0, 1], got {args.tau}")
+    if not args.lr > 0.0:
+        raise CLIError(f"--lr must be positive, got {args.lr}")
+    probe = make_env(args.env)
+    try:
+        agent = ALGOS[args.algo].from_env(probe, hidden=args.hidden, gamma=args.gamma, tau=args.tau, seed=args.seed)
+    except ValueError as error:
+        raise CLIError(f"cannot build {args.algo} for {args.env}: {error}") from None
+    finally:
+        probe.close()
+    agent.compile(optimizer=keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution)
+    data = kerasrl.EnvDataset(
+        args.env, agent,
+        buffer=kerasrl.ReplayBuffer(args.buffer_size, seed=args.seed),
+        batch_size=args.batch_size,
+        learning_starts=args.learning_starts,
+        train_freq=args.train_freq,
+        gradient_steps=args.gradient_steps,
+        n_envs=args.n_envs,
+        seed=args.seed,
+    )
+    return agent, data
+
+
+def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Agent, kerasrl.EnvDataset, int]:
+    checkpoints = run_dir / "checkpoints"
+    try:
+        folder = rlcb.latest_checkpoint(checkpoints)
+    except FileNotFoundError:
+        raise CLIError(f"--resume: no checkpoint under {checkpoints}; train with --checkpoint-every N "
+                       "to write checkpoints") from None
+    config_file = run_dir / "config.json"
+    if config_file.exists():
+        saved = json.loads(config_file.read_text())
+        for key in ("algo", "env"):
+            if saved.get(key) not in (None, getattr(args, key)):
+                raise CLIError(f"--resume: {run_dir} holds a {saved.get('algo')} run on {saved.get('env')}, "
+                               f"not {args.algo} on {args.env}")
+        if not args.checkpoint_every:
+            args.checkpoint_every = int(saved.get("checkpoint_every") or 0)
+    agent, data = kerasrl.resume(checkpoints, args.env)
+    if not isinstance(agent, ALGOS[args.algo]):
+        raise CLIError(f"--resume: the checkpoint holds a {type(agent).__name__}, not {args.algo}")
+    print(f"Resuming from {folder} at {data.env_steps} environment steps (epoch {data.initial_epoch}).")
+    return agent, data, int(data.initial_epoch)
+
+
+def train(args: argparse.Namespace) -> dict:
+    check_env_id(args.env)
+    run_dir = args.out or Path("runs") / f"{args.algo}-{args.env}"
+    earlier = _earlier_run(args, run_dir)
+    if args.resume:
+        agent, data, initial_epoch = _resumed_agent(args, run_dir)
+    else:
+        agent, data = _new_agent(args)
+        initial_epoch = 0
+    updates = data.updates_for(args.steps)
+    plan = plan_epochs(updates, args.steps_per_epoch)
+    if not plan and not args.resume:
+        raise CLIError(f"--steps {args.steps} leaves no gradient steps after --learning-starts "
+                       f"{args.learning_starts}; raise --steps")
+    for path in earlier:  # --overwrite
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    config.update(out=str(run_dir), kerasrl_version=kerasrl.__version__, gradient_steps_total=updates,
+                  epochs=len(plan), initial_epoch=initial_epoch)
+    if not args.resume or not (run_dir / "config.json").exists():
+        _write_json(run_dir / "config.json", config)
+    else:
+        saved = json.loads((run_dir / "config.json").read_text())
+        saved["resumes"] = saved.get("resumes", []) + [config]
+        _write_json(run_dir / "config.json", saved)
+
+    eval_seed = None if args.seed is None else args.seed + EVAL_SEED_OFFSET
+    callbacks: list[keras.callbacks.Callback] = []
+    if args.epoch_eval_episodes:
+        callbacks.append(rlcb.EvalCallback(make_env(args.env), episodes=args.epoch_eval_episodes, seed=eval_seed))
+    callbacks += [
+        _CSVLogger(str(run_dir / "progress.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+    ]
+    if args.checkpoint_every:
+        callbacks.append(rlcb.Checkpoint(run_dir / "checkpoints", every_steps=args.checkpoint_every))
+
+    print(f"Training {args.algo} on {args.env}: {args.steps} environment steps = {updates} gradient steps "
+          f"in {len(plan)} epoch(s) of up to {args.steps_per_epoch}; run folder {run_dir}")
+    start, steps_before = time.perf_counter(), data.env_steps
+    try:
+        _fit_epochs(agent, data, plan, initial_epoch, callbacks, args.verbose)
+    except KeyboardInterrupt:
+        hint = "; continue with the same command and --resume" if args.checkpoint_every else ""
+        print(f"\nInterrupted at {data.env_steps} environment steps{hint}.", file=sys.stderr)
+        raise
+    seconds = time.perf_counter() - start
+    env_steps = data.env_steps - steps_before
+    if plan:
+        print(f"Trained {env_steps} environment steps in {seconds:.1f} s ({env_steps / max(seconds, 1e-9):.0f} steps/s).")
+
+    agent.save(run_dir / "agent.keras")
+    print(f"Saved {run_dir / 'agent.keras'}")
+
+    returns = agent.evaluate_env(make_env(args.env), episodes=args.eval_episodes, seed=eval_seed)
+    result = {
+        "env": args.env,
+        "algo": args.algo,
+        "episodes": args.eval_episodes,
+        "seed": eval_seed,
+        "deterministic": True,
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+        "returns": [float(r) for r in returns],
+        "env_steps": int(data.env_steps),
+        "gradient_steps": int(agent.num_gradient_steps.numpy()),
+        "train_seconds": seconds,
+    }
+    _write_json(run_dir / "eval.json", result)
+    print(f"Evaluation over {args.eval_episodes} episode(s) (deterministic): {summary(returns)}")
+    return result
+
+
+# ------------------------------------------------------------------------ eval
+def evaluate(args: argparse.Namespace) -> dict:
+    if not args.model.exists():
+        raise CLIError(f"no such file: {args.model}")
+    check_env_id(args.env)
+    try:
+        agent = keras.saving.load_model(args.model)
+    except Exception as error:  # a damaged file, not a .keras file, an unknown class
+        raise CLIError(f"could not load {args.model}: {error}") from None
+    if not isinstance(agent, kerasrl.Agent):
+        raise CLIError(f"{args.model} holds a {type(agent).__name__}, not a kerasrl agent")
+    env = make_env(args.env, render_mode="human" if args.render else None)
+    try:
+        check_spaces(agent, env, args.model, args.env)
+        returns = agent.evaluate_env(env, episodes=args.episodes, seed=args.seed,
+                                     deterministic=not args.stochastic)
+    except ValueError as error:  # the environment's spaces do not match the agent's
+        raise CLIError(f"cannot run {args.model} on {args.env}: {error}") from None
+    finally:
+        env.close()
+    for i, value in enumerate(returns):
+        print(f"episode {i + 1}: return {value:.2f}")
+    print(f"{args.env}: {summary(returns)} over {args.episodes} episode(s)")
+    result = {"model": str(args.model), "env": args.env, "episodes": args.episodes, "seed": args.seed,
+              "deterministic": not args.stochastic, "mean": float(np.mean(returns)),
+              "std": float(np.std(returns)), "returns": [float(r) for r in returns]}
+    if args.json:
+        _write_json(args.json, result)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `kerasrl` and `python -m kerasrl`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"train": train, "eval": evaluate}[args.command]
+    try:
+        handler(args)
+    except CLIError as error:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""The agent contract (act, fit, .keras round trip) and SAC specifics.
+
+`AGENT_CASES` is the list every agent must pass: add DQN, TD3, ... by
+appending an `AgentCase` (an id, an environment id and a builder of the
+uncompiled agent); the contract tests below then run on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+from gymnasium.wrappers import RescaleAction
+
+import kerasrl
+from support import HIDDEN, CountingEnv, make_data, make_sac
+
+
+@dataclasses.dataclass
+class AgentCase:
+    id: str
+    env_id: str
+    build: Callable[[Any], kerasrl.Agent]  # env -> uncompiled agent
+    compile_kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def make_env(self) -> gym.Env:
+        return gym.make(self.env_id)
+
+    def make_agent(self, env, **compile_overrides) -> kerasrl.Agent:
+        agent = self.build(env)
+        kwargs = {"optimizer": keras.optimizers.Adam(1e-3), **self.compile_kwargs, **compile_overrides}
+        agent.compile(**kwargs)
+        return agent
+
+
+AGENT_CASES = [
+    AgentCase("sac-box", "Pendulum-v1",
+              lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0)),
+    AgentCase("sac-box-value-net", "Pendulum-v1",
+              lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0, use_value_network=True),
+              {"jit_compile": False}),
+    AgentCase("sac-discrete", "LunarLander-v3",
+              lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0),
+              {"jit_compile": False}),
+    AgentCase("sac-discrete-value-net", "LunarLander-v3",
+              lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0, use_value_network=True)),
+]
+
+
+def assert_same_variables(a, b) -> None:
+    """Same variables in the same order (layer names in paths differ between instances)."""
+    a, b = list(a), list(b)
+    assert len(a) == len(b) > 0
+    for v, v2 in zip(a, b):
+        assert v.name == v2.name and v.shape == v2.shape, (v.path, v2.path)
+        np.testing.assert_array_equal(v.numpy(), v2.numpy(), err_msg=v.path)
+
+
+def optimizers(agent) -> dict[str, keras.optimizers.Optimizer]:
+    return {role: getattr(agent, f"{role}_optimizer") for role in agent.optimizer_roles()}
+
+
+@pytest.mark.parametrize("case", AGENT_CASES, ids=lambda c: c.id)
+class TestAgentContract:
+    def test_act_single_and_batch(self, case):
+        env = case.make_env()
+        agent = case.build(env)  # acting needs no compile
+        obs, _ = env.reset(seed=0)
+        for deterministic in (True, False):
+            action = agent.act(obs, deterministic=deterministic)
+            assert env.action_space.contains(action), action
+            assert np.shape(action) == env.action_space.shape
+        batch = np.stack([env.observation_space.sample() for _ in range(7)])
+        actions = agent.act(batch)
+        assert actions.shape == (7,) + env.action_space.shape
+        assert all(env.action_space.contains(a) for a in actions)
+        # Deterministic acting is a function of the observation.
+        np.testing.assert_array_equal(agent.act(batch, deterministic=True), agent.act(batch, deterministic=True))
+        # (up to float rounding: a batch goes through a different matmul kernel)
+        np.testing.assert_allclose(agent.act(batch[2], deterministic=True), agent.act(batch, deterministic=True)[2],
+                                   rtol=1e-5, atol=1e-6)
+        # The action steps the environment.
+        env.step(agent.act(obs))
+
+    def test_fit_counters_with_steps_per_execution(self, case):
+        env = case.make_env()
+        # steps_per_epoch is counted in updates, even when steps_per_execution does not divide it.
+        agent = case.make_agent(env, steps_per_execution=4, jit_compile=False)
+        data = make_data(env, agent, learning_starts=32, batch_size=16)
+        history = agent.fit(data, epochs=2, steps_per_epoch=10, verbose=0)
+        assert history.epoch == [0, 1]
+        assert int(agent.num_gradient_steps.numpy()) == 20
+        for role, opt in optimizers(agent).items():
+            assert int(opt.iterations.numpy()) == 20, role
+        # One env step per update after the 32 warm-up steps.
+        assert history.history["env_steps"] == [42.0, 52.0]
+        assert int(agent.num_env_steps.numpy()) == 52
+        assert data.env_steps >= 52 and len(data.buffer) == data.env_steps
+        for key in agent.metric_names:
+            assert np.all(np.isfinite(history.history[key])), key
+
+    def test_save_load_round_trip(self, case, tmp_path):
+        env = case.make_env()
+        agent = case.make_agent(env)
+        data = make_data(env, agent, learning_starts=32, batch_size=16)
+        agent.fit(data, epochs=2, steps_per_epoch=10, verbose=0)
+        obs, _ = env.reset(seed=3)
+        path = tmp_path / "agent.keras"
+        agent.save(path)
+        again = keras.saving.load_model(path)
+
+        assert type(again) is type(agent)
+        assert again.get_config() == agent.get_config()
+        assert again.observation_space == agent.observation_space == env.observation_space
+        assert again.action_space == agent.action_space == env.action_space
+        assert again.compiled
+        assert again.steps_per_execution == agent.steps_per_execution
+        assert bool(again.jit_compile) == bool(agent.jit_compile)
+
+        # Every variable of the model: online and target networks, counters, log_alpha ...
+        assert_same_variables(agent.variables, again.variables)
+        for (online, target), (online2, target2) in zip(agent.target_pairs(), again.target_pairs()):
+            assert_same_variables(online.weights, online2.weights)
+            assert_same_variables(target.weights, target2.weights)
+            assert not all(np.array_equal(w.numpy(), tw.numpy()) for w, tw in zip(online.weights, target.weights))
+        assert int(again.num_gradient_steps.numpy()) == int(agent.num_gradient_steps.numpy()) == 20
+        assert int(again.num_env_steps.numpy()) == int(agent.num_env_steps.numpy()) == 52
+        if hasattr(agent, "log_alpha"):
+            assert float(again.log_alpha.numpy()) == float(agent.log_alpha.numpy()) != 0.0
+
+        # Every optimizer: iterations and slot variables.
+        opts, opts2 = optimizers(agent), optimizers(again)
+        assert opts.keys() == opts2.keys()
+        for role in opts:
+            assert int(opts2[role].iterations.numpy()) == int(opts[role].iterations.numpy()) == 20, role
+            assert len(opts2[role].variables) == len(opts[role].variables) > 2, role
+            for v, v2 in zip(opts[role].variables, opts2[role].variables):
+                np.testing.assert_array_equal(v.numpy(), v2.numpy(), err_msg=f"{role}: {v.path}")
+            assert any(np.any(v.numpy() != 0) for v in opts2[role].variables[2:]), role
+
+        # The same policy.
+        np.testing.assert_array_equal(again.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+        batch = np.stack([env.observation_space.sample() for _ in range(5)])
+        np.testing.assert_array_equal(again.act(batch, deterministic=True), agent.act(batch, deterministic=True))
+
+        # And it trains on.
+        history = again.fit(make_data(env, again, learning_starts=32, batch_size=16),
+                            epochs=1, steps_per_epoch=5, verbose=0)
+        assert int(again.num_gradient_steps.numpy()) == 25
+        for role, opt in optimizers(again).items():
+            assert int(opt.iterations.numpy()) == 25, role
+        assert np.isfinite(history.history["loss"][-1])
+
+
+# ------------------------------------------------------------------- acting
+def test_box_actions_respect_asymmetric_bounds():
+    env = RescaleAction(gym.make("Pendulum-v1"), min_action=np.float32(0.0), max_action=np.float32(5.0))
+    agent = make_sac(env, compile=False)
+    assert np.all(agent.action_space.low == 0.0) and np.all(agent.action_space.high == 5.0)
+    obs = np.stack([env.observation_space.sample() for _ in range(500)])
+    for deterministic in (True, False):
+        actions = agent.act(obs, deterministic=deterministic)
+        assert actions.shape == (500, 1) and actions.dtype == np.float32
+        assert actions.min() >= 0.0 and actions.max() <= 5.0
+        assert all(env.action_space.contains(a) for a in actions)
+    # Spread over the range, not stuck inside [-1, 1].
+    assert agent.act(obs).max() > 1.0
+    obs0, _ = env.reset(seed=0)
+    env.step(agent.act(obs0))
+
+
+def test_scale_unscale_round_trip():
+    env = CountingEnv(low=-3.0, high=7.0)
+    agent = make_sac(env, compile=False)
+    unit = np.array([[-1.0], [0.0], [0.5], [1.0]], dtype=np.float32)
+    scaled = agent.scale_action(unit)
+    np.testing.assert_allclose(scaled, [[-3.0], [2.0], [4.5], [7.0]])
+    np.testing.assert_allclose(np.asarray(agent.unscale_action(scaled)), unit, atol=1e-6)
+
+
+def test_discrete_action_space_with_start():
+    agent = kerasrl.SAC(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(4, start=2),
+                        hidden=HIDDEN, seed=0)
+    actions = agent.act(np.random.default_rng(0).uniform(-1, 1, (200, 2)).astype(np.float32))
+    assert set(np.unique(actions)) <= {2, 3, 4, 5}
+    assert len(np.unique(actions)) > 1  # a sampled, not constant, policy
+
+
+def test_discrete_observation_space_acts_and_fits():
+    env = gym.make("FrozenLake-v1")
+    agent = make_sac(env)
+    assert env.action_space.contains(agent.act(0))
+    assert agent.act(np.array([0, 5, 15])).shape == (3,)
+    history = agent.fit(make_data(env, agent, learning_starts=20, batch_size=8), epochs=1, steps_per_epoch=5,
+                        verbose=0)
+    assert np.isfinite(history.history["critic_loss"][0])
+
+
+def test_evaluate_env_is_seeded_and_takes_ids():
+    env = gym.make("CartPole-v1")
+    agent = make_sac(env, compile=False)
+    a = agent.evaluate_env(gym.make("CartPole-v1"), episodes=3, seed=1)
+    b = agent.evaluate_env("CartPole-v1", episodes=3, seed=1)
+    assert a.shape == (3,)
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a >= 1) and np.all(a <= 500)
+
+
+def test_fit_requires_compile(pendulum):
+    agent = make_sac(pendulum, compile=False)
+    with pytest.raises(RuntimeError, match="compile"):
+        agent.fit(pendulum, epochs=1, steps_per_epoch=1)
+
+
+def test_dataset_of_another_agent_rejected(pendulum):
+    agent, other = make_sac(pendulum), make_sac(pendulum)
+    with pytest.raises(ValueError, match="different agent"):
+        agent.fit(make_data(pendulum, other), epochs=1, steps_per_epoch=1)
+
+
+def test_per_role_optimizers_round_trip(tmp_path):
+    env = gym.make("Pendulum-v1")
+    agent = make_sac(env, compile=False)
+    lr = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=100, decay_rate=0.5)
+    agent.compile(optimizer=keras.optimizers.Adam(lr), critic_optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  jit_compile=False, steps_per_execution=2)
+    assert isinstance(agent.critic_optimizer, keras.optimizers.SGD)
+    assert isinstance(agent.actor_optimizer, keras.optimizers.Adam)
+    assert agent.actor_optimizer is not agent.alpha_optimizer
+    agent.fit(make_data(env, agent), epochs=1, steps_per_epoch=4, verbose=0)
+    agent.save(tmp_path / "agent.keras")
+    again = keras.saving.load_model(tmp_path / "agent.keras")
+    assert isinstance(again.critic_optimizer, keras.optimizers.SGD)
+    assert isinstance(again.actor_optimizer, keras.optimizers.Adam)
+    assert again.actor_optimizer.get_config()["learning_rate"] == agent.actor_optimizer.get_config()["learning_rate"]
+    assert again.steps_per_execution == 2
+    for v, v2 in zip(agent.critic_optimizer.variables, again.critic_optimizer.variables):
+        np.testing.assert_array_equal(v.numpy(), v2.numpy())
+    with pytest.raises(ValueError, match="value_optimizer"):
+        agent.compile(value_optimizer="adam")
+
+
+# ------------------------------------------------------------- SAC targets
+def batch_dict(obs, actions, rewards, next_obs, terminated) -> dict:
+    return {
+        "observation": keras.ops.convert_to_tensor(obs),
+        "action": keras.ops.convert_to_tensor(actions),
+        "reward": keras.ops.convert_to_tensor(np.asarray(rewards, np.float32)),
+        "next_observation": keras.ops.convert_to_tensor(next_obs),
+        "terminated": keras.ops.convert_to_tensor(np.asarray(terminated, np.float32)),
+    }
+
+
+def perturb_targets(agent, seed=0):
+    """Makes the targets differ from the online networks so the test can tell them apart."""
+    rng = np.random.default_rng(seed)
+    for _, target in agent.target_pairs():
+        for w in target.weights:
+            w.assign(w.numpy() + rng.normal(0, 0.3, w.shape).astype(np.float32))
+
+
+def np_forward(net, x):
+    return np.asarray(net(keras.ops.convert_to_tensor(x, "float32")))
+
+
+def log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def test_sac_discrete_critic_target_bootstraps_with_one_minus_terminated(cartpole):
+    agent = make_sac(cartpole, gamma=0.9)
+    perturb_targets(agent)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(4, 4)).astype(np.float32)
+    next_obs = rng.normal(size=(4, 4)).astype(np.float32)
+    actions = np.array([0, 1, 1, 0])
+    rewards = np.array([1.0, -2.0, 0.5, 3.0])
+    terminated = np.array([0.0, 1.0, 0.0, 1.0])
+
+    alpha = float(np.exp(agent.log_alpha.numpy()))
+    log_pi = log_softmax(np_forward(agent.actor, next_obs))
+    q_next = np.minimum(np_forward(agent.critic1_target, next_obs), np_forward(agent.critic2_target, next_obs))
+    v_next = (np.exp(log_pi) * (q_next - alpha * log_pi)).sum(-1)
+    y = rewards + 0.9 * (1.0 - terminated) * v_next
+    q1 = np_forward(agent.critic1, obs)[np.arange(4), actions]
+    q2 = np_forward(agent.critic2, obs)[np.arange(4), actions]
+    expected = 0.5 * np.mean((q1 - y) ** 2) + 0.5 * np.mean((q2 - y) ** 2)
+
+    metrics = agent.update(batch_dict(obs, actions, rewards, next_obs, terminated))
+    assert float(metrics["critic_loss"]) == pytest.approx(expected, rel=1e-5)
+    # Had the terminal rows bootstrapped, the loss would differ.
+    y_wrong = rewards + 0.9 * v_next
+    wrong = 0.5 * np.mean((q1 - y_wrong) ** 2) + 0.5 * np.mean((q2 - y_wrong) ** 2)
+    assert abs(wrong - expected) > 1e-3
+
+
+def test_sac_value_network_target_uses_reward_scale_and_terminated(pendulum):
+    agent = make_sac(pendulum, gamma=0.95, use_value_network=True, reward_scale=2.0)
+    perturb_targets(agent)
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(5, 3)).astype(np.float32)
+    next_obs = rng.normal(size=(5, 3)).astype(np.float32)
+    actions = rng.uniform(-2, 2, size=(5, 1)).astype(np.float32)
+    rewards = rng.normal(size=5)
+    terminated = np.array([1.0, 0.0, 0.0, 1.0, 0.0])
+
+    v_next = np_forward(agent.value_target, next_obs)[:, 0]
+    y = 2.0 * rewards + 0.95 * (1.0 - terminated) * v_next
+    unit = actions / 2.0  # Pendulum's bounds are [-2, 2]
+    x = np.concatenate([obs, unit], axis=-1)
+    q1, q2 = np_forward(agent.critic1, x)[:, 0], np_forward(agent.critic2, x)[:, 0]
+    expected = 0.5 * np.mean((q1 - y) ** 2) + 0.5 * np.mean((q2 - y) ** 2)
+
+    metrics = agent.update(batch_dict(obs, actions, rewards, next_obs, terminated))
+    assert float(metrics["critic_loss"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_sac_terminal_transitions_ignore_next_observation(pendulum):
+    """With terminated=1 the target is the reward alone, whatever s' and the sampled a' are."""
+    agent = make_sac(pendulum)
+    rng = np.random.default_rng(2)
+    obs = rng.normal(size=(6, 3)).astype(np.float32)
+    actions = rng.uniform(-2, 2, size=(6, 1)).astype(np.float32)
+    rewards = rng.normal(size=6)
+    x = np.concatenate([obs, actions / 2.0], axis=-1)
+    q1, q2 = np_forward(agent.critic1, x)[:, 0], np_forward(agent.critic2, x)[:, 0]
+    expected = 0.5 * np.mean((q1 - rewards) ** 2) + 0.5 * np.mean((q2 - rewards) ** 2)
+    weights = agent.get_weights()
+    losses = []
+    for scale in (0.0, 100.0):
+        agent.set_weights(weights)
+        next_obs = (scale * rng.normal(size=(6, 3))).astype(np.float32)
+        metrics = agent.update(batch_dict(obs, actions, rewards, next_obs, np.ones(6)))
+        losses.append(float(metrics["critic_loss"]))
+    assert losses[0] == pytest.approx(expected, rel=1e-5)
+    assert losses[1] == pytest.approx(expected, rel=1e-5)

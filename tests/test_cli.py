@@ -1,0 +1,122 @@
+"""The `kerasrl` command line: train a tiny run, evaluate it, resume it, reject bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kerasrl import cli
+
+# 650 env steps - 100 warm-up = 550 updates: epochs of 250, 250 and a shorter 50.
+TINY = ["--learning-starts", "100", "--hidden", "16", "16", "--batch-size", "32", "--eval-episodes", "1",
+        "--epoch-eval-episodes", "1", "--steps-per-epoch", "250", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "sac-pendulum"
+    code = cli.main(["train", "sac", "Pendulum-v1", "--steps", "650", "--checkpoint-every", "300",
+                     "--out", str(out), *TINY])
+    assert code == 0
+    return out
+
+
+def test_train_writes_the_run_folder(run_dir):
+    assert (run_dir / "agent.keras").is_file()
+    with open(run_dir / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the last, shorter epoch included
+    assert {"episode_return", "eval_return", "critic_loss", "env_steps"} <= set(rows[0])
+    assert not any(k.startswith("val_") for k in rows[0])
+    assert rows[-1]["eval_return"] not in ("", "NA", "nan")
+    assert float(rows[-1]["env_steps"]) >= 650
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["episodes"] == 1 and len(result["returns"]) == 1
+    assert result["mean"] == pytest.approx(result["returns"][0])
+    assert result["gradient_steps"] == 550
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"] == "sac" and config["env"] == "Pendulum-v1" and config["hidden"] == [16, 16]
+    assert list((run_dir / "checkpoints").glob("ckpt-*"))
+
+
+def test_eval_loads_the_agent(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = cli.main(["eval", str(run_dir / "agent.keras"), "Pendulum-v1", "--episodes", "2", "--seed", "0",
+                     "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "episode 2: return" in printed and "±" in printed
+    result = json.loads(out.read_text())
+    assert len(result["returns"]) == 2 and result["deterministic"] is True
+
+
+def test_resume_continues_to_more_steps(run_dir, capsys):
+    code = cli.main(["train", "sac", "Pendulum-v1", "--steps", "700", "--resume", "--out", str(run_dir), *TINY])
+    assert code == 0
+    assert "Resuming from" in capsys.readouterr().out
+    with open(run_dir / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert json.loads((run_dir / "eval.json").read_text())["env_steps"] >= 700
+    assert len(json.loads((run_dir / "config.json").read_text())["resumes"]) == 1
+
+
+def test_existing_run_needs_resume_or_overwrite(run_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "sac", "Pendulum-v1", "--steps", "650", "--out", str(run_dir), *TINY])
+    assert exit_info.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "nope", "Pendulum-v1"], "unknown algorithm 'nope'"),
+    (["train", "sac", "Pendulum-v9"], "unknown environment id 'Pendulum-v9'"),
+    (["train", "sac", "NoSuchEnv-v0"], "unknown environment id 'NoSuchEnv-v0'"),
+    (["train", "sac", "Pendulum-v1", "--steps", "0"], "--steps"),
+    (["train", "sac", "Pendulum-v1", "--tau", "0"], "--tau must be in (0, 1]"),
+    (["eval", "missing.keras", "Pendulum-v1"], "no such file"),
+])
+def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
+    if argv[0] == "train":
+        argv = argv + ["--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_too_few_steps_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "sac", "Pendulum-v1", "--steps", "100", "--out", str(tmp_path / "run"), *TINY])
+    assert "leaves no gradient steps" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_rejects_an_env_with_other_spaces(run_dir, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["eval", str(run_dir / "agent.keras"), "CartPole-v1"])
+    assert "observation space" in capsys.readouterr().err
+
+
+def test_plan_epochs():
+    assert cli.plan_epochs(2500, 1000) == [1000, 1000, 500]
+    assert cli.plan_epochs(2000, 1000) == [1000, 1000]
+    assert cli.plan_epochs(300, 1000) == [300]
+    assert cli.plan_epochs(0, 1000) == []
+
+
+def test_the_registry_names_the_agents():
+    import kerasrl
+
+    assert cli.ALGOS["sac"] is kerasrl.SAC
+
+
+def test_python_m_kerasrl_help():
+    done = subprocess.run([sys.executable, "-m", "kerasrl", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and "eval" in done.stdout

@@ -1,0 +1,34 @@
+"""The README's user story, end to end, with small networks and budgets."""
+
+import math
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+
+import kerasrl
+from kerasrl import callbacks as rlcb
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "LunarLander-v3"])
+def test_user_story(env_id, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = gym.make(env_id)
+    agent = kerasrl.SAC.from_env(env, hidden=(32, 32))
+    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
+    data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(100_000), batch_size=32,
+                              learning_starts=100, seed=0)
+    history = agent.fit(data, epochs=2, steps_per_epoch=50, verbose=0,
+                        callbacks=[rlcb.SoftTargetUpdate(tau=0.005), keras.callbacks.CSVLogger("log.csv")])
+    # Pendulum's first episode ends at env step 200 = 100 warm-up + 100 updates.
+    assert math.isfinite(history.history["episode_return"][-1])
+    with open("log.csv") as f:
+        header = f.readline().strip().split(",")
+    assert "episode_return" in header and "critic_loss" in header
+    returns = agent.evaluate_env(gym.make(env_id), episodes=2, seed=1)
+    assert returns.shape == (2,) and np.all(np.isfinite(returns))
+    agent.save("sac.keras")
+    again = keras.saving.load_model("sac.keras")
+    obs, _ = env.reset(seed=3)
+    assert (again.act(obs, deterministic=True) == agent.act(obs, deterministic=True)).all()
