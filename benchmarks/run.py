@@ -167,6 +167,21 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def tf_versions() -> dict:
+    import gymnasium
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"tensorflow": tensorflow.__version__, "keras": keras.__version__,
+            "gymnasium": gymnasium.__version__, "numpy": numpy.__version__}
+
+
+def dataset_options(job: dict) -> dict:
+    """The EnvDataset options given on the command line (the rest keep their defaults)."""
+    return {k: job[k] for k in ("prefetch", "policy_sync_every") if job.get(k) is not None}
+
+
 def check_updates(data: Any, steps: int) -> int:
     updates = data.updates_for(steps)
     if updates <= 0:
@@ -245,9 +260,16 @@ def run_ceiling(job: dict) -> dict:
         agent.fit(dataset, epochs=1, steps_per_epoch=n, shuffle=False, verbose=0)
         times.append(time.perf_counter() - start)
     best = min(times)
+    # What acting costs next to an update: one observation through agent.act.
+    obs, _ = env.reset(seed=0)
+    agent.act(obs)
+    start = time.perf_counter()
+    for _ in range(2000):
+        agent.act(obs)
+    act_microseconds = (time.perf_counter() - start) / 2000 * 1e6
     return {
         "lib": "kerasrl", "kind": "ceiling", "algo": job["algo"], "env": job["env"],
-        "updates_per_second": n / best, "updates": n, "repetitions_seconds": times,
+        "act_microseconds": act_microseconds, "updates_per_second": n / best, "updates": n, "repetitions_seconds": times,
         "warmup_seconds": warmup_seconds, "steps_per_execution": spe,
         "settings": settings, "versions": tf_versions(), "machine": machine_info(), "date": now(),
     }

@@ -21,7 +21,6 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from kerasrl import spaces
 from kerasrl.buffers import ReplayBuffer
 
 AUTORESET = gym.vector.AutoresetMode
