@@ -337,9 +337,10 @@ class Agent(keras.Model):
         """Keras fit over an `EnvDataset` (or an environment, wrapped in one).
 
         With an `EnvDataset` or environment: `steps_per_epoch` (gradient steps,
-        exact for any `steps_per_execution`) defaults to 1000; the default target-update callback is added when none is
-        given; kerasrl callbacks that write logs (EvalCallback) run before Keras'
-        own, so History, CSVLogger and EarlyStopping see what they write.
+        exact for any `steps_per_execution`) defaults to 1000; the default
+        target-update callback is added when none is given; kerasrl callbacks
+        that write logs (EvalCallback) run before Keras' own, so History,
+        CSVLogger and EarlyStopping see what they write.
         """
         from kerasrl.callbacks import TargetUpdate
         from kerasrl.data import EnvDataset
