@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from kerasrl import schedules
 from kerasrl.buffers import ReplayBuffer
 
 AUTORESET = gym.vector.AutoresetMode
@@ -108,6 +109,10 @@ class EnvDataset:
         gradient_steps: batches (gradient steps) per round.
         n_envs: copies of the environment when `env` is an id.
         vectorization_mode: "sync" or "async" for `n_envs > 1`.
+        exploration: a schedule of env steps giving the epsilon of
+            epsilon-greedy acting (DQN); by default the agent's
+            `default_exploration()`. Its current value is logged as
+            `exploration_rate`.
         seed: seeds the environment, the random warm-up actions, the policy's
             sampling and the buffer's sampling.
         prefetch: batches prepared ahead of the update (0: collect on demand).
@@ -142,6 +147,7 @@ class EnvDataset:
         gradient_steps: int = 1,
         n_envs: int = 1,
         vectorization_mode: str = "sync",
+        exploration: schedules.Schedule | float | None = None,
         seed: int | None = None,
         prefetch: int = 1,
         policy_sync_every: int = 4,
@@ -168,6 +174,19 @@ class EnvDataset:
                              f"{self.buffer.capacity}.")
         if buffer is not None and seed is not None:
             self.buffer.rng = np.random.default_rng(seed)
+        if self.buffer.n_step != 1:
+            if self.buffer.gamma is None:
+                self.buffer.gamma = agent.gamma
+            elif not np.isclose(self.buffer.gamma, agent.gamma):
+                raise ValueError(f"The replay buffer's n-step gamma {self.buffer.gamma} differs from the "
+                                 f"agent's gamma {agent.gamma}.")
+        if exploration is None:
+            self.exploration = agent.default_exploration()
+        elif agent.default_exploration() is None:
+            raise ValueError(f"{type(agent).__name__} does not act epsilon-greedily; EnvDataset's "
+                             "exploration= applies to DQN.")
+        else:
+            self.exploration = schedules.get(exploration)
         self.batch_size = int(batch_size)
         self.learning_starts = int(learning_starts)
         self.train_freq = int(train_freq)
@@ -231,6 +250,8 @@ class EnvDataset:
         obs = self._obs
         if random:
             actions = self.env.sample_actions()
+        elif self.exploration is not None:
+            actions = self.agent.act(obs, deterministic=False, rng=self.rng, epsilon=self.exploration(self.env_steps))
         else:
             actions = self.agent.act(obs, deterministic=False, rng=self.rng)
         next_obs, rewards, terminated, truncated, info = self.env.step(actions)
@@ -251,6 +272,8 @@ class EnvDataset:
                 rewards[keep].astype(np.float32),
                 stored_next[keep].astype(self.obs_dtype, copy=False),
                 np.asarray(terminated)[keep],
+                truncated=np.asarray(truncated)[keep],
+                env_ids=np.flatnonzero(keep),
             )
         self.env_steps += int(keep.sum())
         self._running_return[keep] += rewards[keep]
@@ -291,10 +314,13 @@ class EnvDataset:
                         self.step()
                     self._updates_left = self.gradient_steps
                 self._updates_left -= 1
-                batch, _ = self.buffer.sample(self.batch_size)
+                batch, indices = self.buffer.sample(self.batch_size)
+                if self.buffer.prioritized:
+                    batch["indices"] = indices
             except BaseException as error:
                 self.error = error
                 self._obs = None  # the failed step left the episode mid-way: restart it
+                self.buffer.drop_pending()
                 raise
             stats = self.stats()
             batch.update({k: np.asarray(v, dtype=np.float32 if k != "env_steps" else np.int64)
@@ -304,26 +330,31 @@ class EnvDataset:
     def stats(self) -> dict[str, float]:
         """Episode statistics as they go into the logs."""
         nan = float("nan")
-        return {
+        stats = {
             "episode_return": float(np.mean(self.recent_returns)) if self.recent_returns else nan,
             "episode_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else nan,
             "env_steps": self.env_steps,
         }
+        if self.exploration is not None:
+            stats["exploration_rate"] = self.exploration(self.env_steps)
+        return stats
 
     def _fields(self) -> list[tuple[str, tf.DType, tuple]]:
         b = self.batch_size
         obs_shape = self.agent.observation_space.shape
         act_shape = self.agent.action_space.shape
-        return [
+        fields = [
             ("observation", tf.as_dtype(self.obs_dtype), (b,) + obs_shape),
             ("action", tf.as_dtype(self.action_dtype), (b,) + act_shape),
             ("reward", tf.float32, (b,)),
             ("next_observation", tf.as_dtype(self.obs_dtype), (b,) + obs_shape),
             ("terminated", tf.float32, (b,)),
-            ("episode_return", tf.float32, ()),
-            ("episode_length", tf.float32, ()),
-            ("env_steps", tf.int64, ()),
         ]
+        fields += [(name, tf.float32, (b,)) for name in self.buffer.extra_fields]
+        if self.buffer.prioritized:
+            fields.append(("indices", tf.int64, (b,)))
+        fields += [(name, tf.float32, ()) for name in self.stats() if name != "env_steps"]
+        return fields + [("env_steps", tf.int64, ())]
 
     def as_dataset(self, take: int | None = None) -> tf.data.Dataset:
         """The tf.data.Dataset of batches: `take` of them, or endless (then give
@@ -378,6 +409,7 @@ class EnvDataset:
             "gradient_steps": self.gradient_steps,
             "n_envs": self.n_envs,
             "vectorization_mode": self.vectorization_mode,
+            "exploration": None if self.exploration is None else schedules.serialize(self.exploration),
             "seed": self.seed,
             "prefetch": self.prefetch,
             "policy_sync_every": self.policy_sync_every,
@@ -402,5 +434,6 @@ class EnvDataset:
         self._updates_left = int(state["updates_left"])
         self.rng.bit_generator.state = state["rng"]
         self._obs = None  # the environment restarts its episode
+        self.buffer.drop_pending()
         if self.seed is not None:
             self._reset_seed = self.seed + self.env_steps

@@ -14,16 +14,31 @@ eps(0), eps(5_000), eps(20_000)   # 1.0, 0.525, 0.05
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 
 class Schedule:
-    """Base class: `schedule(step) -> value`, with get_config/from_config."""
+    """Base class: `schedule(step) -> value`, with get_config/from_config.
+
+    A Python or numpy number gives a Python float, computed without
+    TensorFlow (the collector and the buffers call schedules every step); a
+    tensor gives a tensor, for use inside a compiled update.
+    """
 
     def __call__(self, step: Any) -> Any:
+        if isinstance(step, (int, float, np.number)):
+            return float(self.value_at(float(step)))
+        return self.tensor_at(step)
+
+    def value_at(self, step: float) -> float:
+        raise NotImplementedError
+
+    def tensor_at(self, step: Any) -> Any:
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -57,7 +72,10 @@ class Linear(Schedule):
             raise ValueError(f"Linear schedule needs steps > 0, got {steps}.")
         self.start, self.end, self.steps = float(start), float(end), int(steps)
 
-    def __call__(self, step: Any) -> Any:
+    def value_at(self, step: float) -> float:
+        return self.start + min(step / self.steps, 1.0) * (self.end - self.start)
+
+    def tensor_at(self, step: Any) -> Any:
         fraction = ops.minimum(ops.cast(step, "float32") / self.steps, 1.0)
         return self.start + fraction * (self.end - self.start)
 
@@ -75,7 +93,11 @@ class Piecewise(Schedule):
             raise ValueError(f"Piecewise needs increasing steps, got {endpoints!r}.")
         self.endpoints = points
 
-    def __call__(self, step: Any) -> Any:
+    def value_at(self, step: float) -> float:
+        steps, values = zip(*self.endpoints)
+        return float(np.interp(step, steps, values))
+
+    def tensor_at(self, step: Any) -> Any:
         step = ops.cast(step, "float32")
         value = ops.convert_to_tensor(self.endpoints[0][1])
         for (s0, v0), (s1, v1) in zip(self.endpoints, self.endpoints[1:]):
@@ -95,7 +117,11 @@ class Exponential(Schedule):
         self.start, self.rate, self.steps = float(start), float(rate), int(steps)
         self.end = None if end is None else float(end)
 
-    def __call__(self, step: Any) -> Any:
+    def value_at(self, step: float) -> float:
+        value = self.start * math.pow(self.rate, step / self.steps)
+        return value if self.end is None else max(value, self.end)
+
+    def tensor_at(self, step: Any) -> Any:
         value = self.start * ops.power(self.rate, ops.cast(step, "float32") / self.steps)
         return value if self.end is None else ops.maximum(value, self.end)
 

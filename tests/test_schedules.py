@@ -70,7 +70,7 @@ def test_schedules_run_in_a_compiled_graph(schedule):
     f = tf.function(lambda: tf.cast(schedule(step), tf.float32), jit_compile=True)
     for s in (0, 30, 90):
         step.assign(s)
-        assert float(f()) == pytest.approx(value(schedule, s), rel=1e-6)
+        assert float(f()) == pytest.approx(value(schedule, s), rel=1e-5)  # float32 graph vs float64 numpy
 
 
 def test_get_and_serialize_numbers():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Iterable
 
 import gymnasium as gym
@@ -16,7 +17,10 @@ from kerasrl.networks import NumpyMLP
 
 # Keys a batch from an EnvDataset carries besides the transitions; train_step
 # passes them to the logs so History, the progress bar and CSVLogger see them.
-ENV_LOG_KEYS = ("episode_return", "episode_length", "env_steps")
+ENV_LOG_KEYS = ("episode_return", "episode_length", "env_steps", "exploration_rate")
+# Per-sample |TD error| an update may return; train_step hands it to the
+# prioritized buffer (through PriorityRefresh) instead of logging it.
+TD_ERRORS_KEY = "td_errors"
 
 
 class Agent(keras.Model):
@@ -32,9 +36,14 @@ class Agent(keras.Model):
       * `target_pairs()`: `(online, target)` networks that target updates blend.
       * `optimizer_roles()`: `{role: variables}`; `compile` builds one optimizer
         per role, available as `agent.<role>_optimizer`.
-      * `_policy(obs, deterministic, rng, nets)`: numpy acting on a batch of
-        preprocessed observations, with `nets` the numpy snapshot of
+      * `_policy(obs, deterministic, rng, nets, epsilon)`: numpy acting on a
+        batch of preprocessed observations, with `nets` the numpy snapshot of
         `policy_networks()`.
+
+    Replay batches may carry, besides the transitions, `discount` (n-step
+    buffers: gamma^m per transition) and `weight` (prioritized buffers:
+    importance-sampling weights); updates use them when present and may
+    return per-sample `td_errors` for the buffer's priorities.
 
     Target networks: the blend `target <- tau * online + (1 - tau) * target`
     runs inside the compiled train step every `every` gradient steps, so it is
@@ -76,6 +85,7 @@ class Agent(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._act_rng = np.random.default_rng(seed)
         self._snapshot: dict | None = None
+        self._priority_writer: Callable | None = None  # set by callbacks.PriorityRefresh
 
     # ------------------------------------------------------------------ spaces
     @classmethod
@@ -114,8 +124,13 @@ class Agent(keras.Model):
     def policy_networks(self) -> dict[str, keras.Model]:
         raise NotImplementedError
 
-    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
+    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
+                epsilon: float | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def default_exploration(self) -> Any:
+        """The epsilon schedule an EnvDataset collects with (None: not epsilon-greedy)."""
+        return None
 
     def policy_snapshot(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         """Numpy copies of the policy networks that `act` runs.
@@ -159,19 +174,23 @@ class Agent(keras.Model):
         self._forget_policy()
         return super().train_on_batch(*args, **kwargs)
 
-    def act(self, observation: Any, deterministic: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
+    def act(self, observation: Any, deterministic: bool = False, rng: np.random.Generator | None = None,
+            epsilon: float | None = None) -> np.ndarray:
         """Actions for one observation or a batch, in the environment's action space.
 
         Args:
             observation: one observation, or a batch with a leading axis.
             deterministic: the policy's mode instead of a sample.
             rng: numpy generator for the sampling (the agent's own by default).
+            epsilon: probability of a uniform random action, for agents that
+                act epsilon-greedily (DQN); ignored when deterministic.
 
         Returns:
             One action, or a batch of actions, scaled to the Box bounds.
         """
         obs, single = spaces.check_batch(self.observation_space, observation, "observation")
-        actions = self._policy(self._preprocess_numpy(obs), deterministic, rng or self._act_rng, self.policy_snapshot())
+        actions = self._policy(self._preprocess_numpy(obs), deterministic, rng or self._act_rng,
+                               self.policy_snapshot(), epsilon)
         return actions[0] if single else actions
 
     def evaluate_env(
@@ -253,7 +272,11 @@ class Agent(keras.Model):
         return SoftTargetUpdate(tau=self.tau, every=self.target_update_interval)
 
     def train_step(self, data: dict[str, Any]) -> dict[str, Any]:
-        metrics = self.update(data)
+        metrics = dict(self.update(data))
+        td_errors = metrics.pop(TD_ERRORS_KEY, None)
+        if td_errors is not None and "indices" in data:
+            # Into the buffer right after this update, at any steps_per_execution.
+            tf.numpy_function(self._write_priorities, [data["indices"], td_errors], [], stateful=True)
         self.num_gradient_steps.assign_add(1)
         tau = ops.where(self.target_update_due(), self.target_tau, 0.0)
         self.update_targets(tau)
@@ -267,6 +290,10 @@ class Agent(keras.Model):
             if key in data:
                 logs[key] = ops.cast(data[key], "float32")
         return logs
+
+    def _write_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        if self._priority_writer is not None:
+            self._priority_writer(indices, td_errors)
 
     @property
     def metrics(self) -> list:
@@ -340,9 +367,10 @@ class Agent(keras.Model):
         exact for any `steps_per_execution`) defaults to 1000; the default
         target-update callback is added when none is given; kerasrl callbacks
         that write logs (EvalCallback) run before Keras' own, so History,
-        CSVLogger and EarlyStopping see what they write.
+        CSVLogger and EarlyStopping see what they write; with a prioritized
+        buffer, `PriorityRefresh` is added when missing.
         """
-        from kerasrl.callbacks import TargetUpdate
+        from kerasrl.callbacks import PriorityRefresh, TargetUpdate
         from kerasrl.data import EnvDataset
 
         if not self.compiled:
@@ -362,6 +390,14 @@ class Agent(keras.Model):
             callbacks = list(callbacks or [])
             if not any(isinstance(cb, TargetUpdate) for cb in callbacks):
                 callbacks.append(self.default_target_update())
+            if dataset.buffer.prioritized:
+                if not any(isinstance(cb, PriorityRefresh) for cb in callbacks):
+                    callbacks.append(PriorityRefresh())
+                if self.jit_compile:  # the priority write is a numpy call inside the step
+                    warnings.warn("Prioritized replay writes priorities from the train step through "
+                                  "tf.numpy_function, which XLA cannot compile: jit_compile turned off.")
+                    self.jit_compile = False
+                    self.train_function = None
             callbacks.sort(key=lambda cb: not getattr(cb, "writes_logs", False))
         self._forget_policy()
         self.env_dataset = dataset

@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from kerasrl import schedules
-from kerasrl.agents.base import Agent, copy_weights, gaussian_log_prob_tanh
+from kerasrl.agents.base import TD_ERRORS_KEY, Agent, copy_weights, gaussian_log_prob_tanh
 from kerasrl.networks import mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -142,7 +142,8 @@ class SAC(Agent):
         return {"actor": self.actor}
 
     # ---------------------------------------------------------------- policy
-    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
+    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
+                epsilon: float | None = None) -> np.ndarray:
         out = nets["actor"](obs)
         if self.discrete:
             if deterministic:
@@ -181,6 +182,8 @@ class SAC(Agent):
         a = self.unscale_action(ops.reshape(batch["action"], (-1, self.act_dim)))
         r = batch["reward"] * self.reward_scale(self.num_gradient_steps)
         not_done = 1.0 - batch["terminated"]
+        discount = batch.get("discount", self.gamma)  # gamma^m with n-step returns
+        weight = batch.get("weight", 1.0)  # importance sampling, with prioritized replay
         alpha = ops.exp(self.log_alpha)
 
         # Critic: y = r + gamma * (1 - d) * (min_i Q_targ_i(s', a') - alpha * log pi(a'|s'))
@@ -190,10 +193,10 @@ class SAC(Agent):
             a_next, log_pi_next = self.sample_action(s_next, salt=0)
             q1_next, q2_next = self.q_values(s_next, a_next, target=True)
             v_next = ops.minimum(q1_next, q2_next) - alpha * log_pi_next
-        y = ops.stop_gradient(r + self.gamma * not_done * v_next)
+        y = ops.stop_gradient(r + discount * not_done * v_next)
         with tf.GradientTape() as tape:
             q1, q2 = self.q_values(s, a)
-            critic_loss = 0.5 * ops.mean(ops.square(q1 - y)) + 0.5 * ops.mean(ops.square(q2 - y))
+            critic_loss = 0.5 * ops.mean(weight * (ops.square(q1 - y) + ops.square(q2 - y)))
         self.apply_gradients("critic", tape, critic_loss, self.optimizer_roles()["critic"])
 
         # Actor: minimise E[alpha * log pi(a|s) - min_i Q_i(s, a)], a ~ pi reparameterised.
@@ -213,7 +216,7 @@ class SAC(Agent):
 
         entropy = -ops.mean(log_pi)
         alpha_loss = self._update_alpha(entropy)
-        return self._metric_logs(critic_loss, actor_loss + value_loss, alpha_loss, entropy, q1, q2)
+        return self._metric_logs(critic_loss, actor_loss + value_loss, alpha_loss, entropy, q1, q2, y)
 
     def _update_discrete(self, batch: dict[str, Any]) -> dict[str, Any]:
         s = self.preprocess(batch["observation"])
@@ -221,6 +224,8 @@ class SAC(Agent):
         a = ops.cast(ops.reshape(batch["action"], (-1,)), "int32") - self.action_space.start
         r = batch["reward"] * self.reward_scale(self.num_gradient_steps)
         not_done = 1.0 - batch["terminated"]
+        discount = batch.get("discount", self.gamma)  # gamma^m with n-step returns
+        weight = batch.get("weight", 1.0)  # importance sampling, with prioritized replay
         alpha = ops.exp(self.log_alpha)
 
         # Critic: y = r + gamma * (1 - d) * sum_a' pi(a'|s') [min_i Q_targ_i(s', a') - alpha log pi(a'|s')]
@@ -230,12 +235,12 @@ class SAC(Agent):
             log_pi_next = ops.log_softmax(self.actor(s_next), axis=-1)
             q_next = ops.minimum(self.critic1_target(s_next), self.critic2_target(s_next))
             v_next = ops.sum(ops.exp(log_pi_next) * (q_next - alpha * log_pi_next), axis=-1)
-        y = ops.stop_gradient(r + self.gamma * not_done * v_next)
+        y = ops.stop_gradient(r + discount * not_done * v_next)
         with tf.GradientTape() as tape:
             q1_all, q2_all = self.critic1(s), self.critic2(s)
             q1 = ops.take_along_axis(q1_all, a[:, None], axis=-1)[:, 0]
             q2 = ops.take_along_axis(q2_all, a[:, None], axis=-1)[:, 0]
-            critic_loss = 0.5 * ops.mean(ops.square(q1 - y)) + 0.5 * ops.mean(ops.square(q2 - y))
+            critic_loss = 0.5 * ops.mean(weight * (ops.square(q1 - y) + ops.square(q2 - y)))
         self.apply_gradients("critic", tape, critic_loss, self.optimizer_roles()["critic"])
 
         # Actor: minimise E_s sum_a pi(a|s) [alpha log pi(a|s) - min_i Q_i(s, a)]
@@ -255,7 +260,7 @@ class SAC(Agent):
 
         entropy = ops.mean(-ops.sum(pi * log_pi, axis=-1))
         alpha_loss = self._update_alpha(entropy)
-        return self._metric_logs(critic_loss, actor_loss + value_loss, alpha_loss, entropy, q1, q2)
+        return self._metric_logs(critic_loss, actor_loss + value_loss, alpha_loss, entropy, q1, q2, y)
 
     def _update_alpha(self, entropy: Any) -> Any:
         """Temperature: minimise log(alpha) * (H(pi) - target_entropy)."""
@@ -267,8 +272,10 @@ class SAC(Agent):
         self.apply_gradients("alpha", tape, alpha_loss, [self.log_alpha])
         return alpha_loss
 
-    def _metric_logs(self, critic_loss, actor_loss, alpha_loss, entropy, q1, q2) -> dict[str, Any]:
+    def _metric_logs(self, critic_loss, actor_loss, alpha_loss, entropy, q1, q2, y) -> dict[str, Any]:
         return {
+            # Genetic SAC's delta: the smaller of the two critics' TD errors.
+            TD_ERRORS_KEY: ops.minimum(ops.abs(q1 - y), ops.abs(q2 - y)),
             "loss": critic_loss + actor_loss,
             "critic_loss": critic_loss,
             "actor_loss": actor_loss,

@@ -1,0 +1,3 @@
+from kerasrl.agents.dqn.dqn import DQN
+
+__all__ = ["DQN"]
