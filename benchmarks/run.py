@@ -50,6 +50,10 @@ class Algo(NamedTuple):
     kerasrl: Callable[[Any, int, dict], KerasrlRun]  # (env, seed, settings) -> KerasrlRun
     sb3: Callable[[Any, int, dict], Any]  # (env, seed, settings) -> an SB3 model
     defaults: dict
+    env_defaults: dict = {}  # env id -> settings overriding `defaults` (rl-zoo's per-env tuning)
+
+    def settings(self, env_id: str, steps: int) -> dict:
+        return {**self.defaults, **self.env_defaults.get(env_id, {}), "steps": steps}
 
 
 # rl-zoo's SAC settings (hyperparams/sac.yml), shared by both libraries.
@@ -96,8 +100,78 @@ def sb3_sac(env: Any, seed: int, s: dict) -> Any:
                seed=seed, verbose=0)
 
 
+# rl-zoo's DQN settings (hyperparams/dqn.yml). SB3 counts target_update_interval
+# and the exploration fraction in env steps; kerasrl's HardTargetUpdate counts
+# gradient steps, so the builders convert.
+DQN_DEFAULTS = {
+    "net_arch": [256, 256],
+    "learning_rate": 1e-4,
+    "buffer_size": 1_000_000,
+    "learning_starts": 100,
+    "batch_size": 32,
+    "gamma": 0.99,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "target_update_interval": 10_000,
+    "exploration_fraction": 0.1,
+    "exploration_final_eps": 0.05,
+    "max_grad_norm": 10.0,
+    "double": True,  # kerasrl only (SB3 has plain DQN); the networks are the same size
+    "dueling": False,
+}
+DQN_ENV_DEFAULTS = {
+    "CartPole-v1": {"learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000,
+                    "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128,
+                    "exploration_fraction": 0.16, "exploration_final_eps": 0.04},
+    "LunarLander-v3": {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
+                       "target_update_interval": 250, "train_freq": 4, "gradient_steps": 4,
+                       "exploration_fraction": 0.12, "exploration_final_eps": 0.1},
+}
+
+
+def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
+    import keras
+    import kerasrl
+    from kerasrl import callbacks as rlcb, schedules
+
+    agent = kerasrl.DQN.from_env(env, hidden=s["net_arch"], gamma=s["gamma"], double=s["double"],
+                                 dueling=s["dueling"], max_grad_norm=s["max_grad_norm"], seed=seed)
+    # SB3 copies the target every target_update_interval env steps, but only
+    # gradient steps move the online network: the copy lands once per round of
+    # gradient_steps updates, or every (interval / train_freq) rounds.
+    rounds = max(1, s["target_update_interval"] // s["train_freq"])
+    exploration = schedules.Linear(1.0, s["exploration_final_eps"],
+                                   max(1, int(s["exploration_fraction"] * s["steps"])))
+    return KerasrlRun(
+        agent=agent,
+        optimizer=keras.optimizers.Adam(s["learning_rate"]),
+        dataset_kwargs=dict(
+            buffer=kerasrl.ReplayBuffer(s["buffer_size"], seed=seed),
+            batch_size=s["batch_size"],
+            learning_starts=s["learning_starts"],
+            train_freq=s["train_freq"],
+            gradient_steps=s["gradient_steps"],
+            exploration=exploration,
+        ),
+        callbacks=[rlcb.HardTargetUpdate(every=rounds * s["gradient_steps"])],
+    )
+
+
+def sb3_dqn(env: Any, seed: int, s: dict) -> Any:
+    from stable_baselines3 import DQN
+
+    return DQN("MlpPolicy", env, learning_rate=s["learning_rate"], buffer_size=s["buffer_size"],
+               learning_starts=s["learning_starts"], batch_size=s["batch_size"], gamma=s["gamma"],
+               train_freq=s["train_freq"], gradient_steps=s["gradient_steps"],
+               target_update_interval=s["target_update_interval"],
+               exploration_fraction=s["exploration_fraction"], exploration_final_eps=s["exploration_final_eps"],
+               max_grad_norm=s["max_grad_norm"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
+               seed=seed, verbose=0)
+
+
 ALGOS: dict[str, Algo] = {
     "sac": Algo(kerasrl_sac, sb3_sac, SAC_DEFAULTS),
+    "dqn": Algo(kerasrl_dqn, sb3_dqn, DQN_DEFAULTS, DQN_ENV_DEFAULTS),
 }
 
 
@@ -177,9 +251,26 @@ def tf_versions() -> dict:
             "gymnasium": gymnasium.__version__, "numpy": numpy.__version__}
 
 
+def tf_threads() -> dict:
+    import tensorflow as tf
+
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}  # 0 = TF's default
+
+
 def dataset_options(job: dict) -> dict:
     """The EnvDataset options given on the command line (the rest keep their defaults)."""
     return {k: job[k] for k in ("prefetch", "policy_sync_every") if job.get(k) is not None}
+
+
+def configure_threads(job: dict) -> None:
+    """TensorFlow's thread pools, set before TF runs its first op."""
+    import tensorflow as tf
+
+    if job.get("intra_op_threads"):
+        tf.config.threading.set_intra_op_parallelism_threads(job["intra_op_threads"])
+    if job.get("inter_op_threads"):
+        tf.config.threading.set_inter_op_parallelism_threads(job["inter_op_threads"])
 
 
 def check_updates(data: Any, steps: int) -> int:
@@ -196,8 +287,9 @@ def run_kerasrl(job: dict) -> dict:
     import numpy as np
     import kerasrl
 
+    configure_threads(job)
     algo = ALGOS[job["algo"]]
-    settings = dict(algo.defaults)
+    settings = algo.settings(job["env"], job["steps"])
     seed, steps, spe = job["seed"], job["steps"], job["steps_per_execution"]
     env = gym.make(job["env"])
     run = algo.kerasrl(env, seed, settings)
@@ -222,11 +314,12 @@ def run_kerasrl(job: dict) -> dict:
                                  deterministic=True)
     return {
         "lib": "kerasrl", "algo": job["algo"], "env": job["env"], "steps": steps, "seed": seed,
-        "steps_per_second": env_steps / fit_seconds,
+        "steps_per_second": env_steps / fit_seconds, "updates_per_second": done_updates / fit_seconds,
         "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
         "fit_seconds": fit_seconds, "updates": done_updates, "env_steps": env_steps,
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "steps_per_execution": spe,
         "dataset": {"prefetch": data.prefetch, "policy_sync_every": data.policy_sync_every},
+        "tf_threads": tf_threads(),
         "eval_seed": eval_seed, "eval_episodes": job["eval_episodes"],
         "eval_returns": [round(float(r), 3) for r in returns],
         "settings": settings, "versions": tf_versions(),
@@ -239,8 +332,9 @@ def run_ceiling(job: dict) -> dict:
     import tensorflow as tf
     import kerasrl
 
+    configure_threads(job)
     algo = ALGOS[job["algo"]]
-    settings = dict(algo.defaults)
+    settings = algo.settings(job["env"], job["steps"])
     spe, n = job["steps_per_execution"], job["ceiling_updates"]
     n = max(spe, -(-n // spe) * spe)  # whole executions
     env = gym.make(job["env"])
@@ -270,7 +364,7 @@ def run_ceiling(job: dict) -> dict:
     return {
         "lib": "kerasrl", "kind": "ceiling", "algo": job["algo"], "env": job["env"],
         "act_microseconds": act_microseconds, "updates_per_second": n / best, "updates": n, "repetitions_seconds": times,
-        "warmup_seconds": warmup_seconds, "steps_per_execution": spe,
+        "warmup_seconds": warmup_seconds, "steps_per_execution": spe, "tf_threads": tf_threads(),
         "settings": settings, "versions": tf_versions(), "machine": machine_info(), "date": now(),
     }
 
@@ -282,7 +376,7 @@ def run_sb3(job: dict) -> dict:
     import torch
 
     algo = ALGOS[job["algo"]]
-    settings = dict(algo.defaults)
+    settings = algo.settings(job["env"], job["steps"])
     seed, steps = job["seed"], job["steps"]
     model = algo.sb3(gym.make(job["env"]), seed, settings)
 
@@ -344,6 +438,7 @@ def summary(records: list[dict], ceiling: dict | None, args: argparse.Namespace)
         runs = [r for r in records if r["lib"] == lib]
         if runs:
             libs[lib] = {"steps_per_second": mean([r["steps_per_second"] for r in runs]),
+                         "updates_per_second": mean([r.get("updates_per_second") for r in runs]),
                          "eval_mean": mean([r["eval_mean"] for r in runs]),
                          "seeds": [r["seed"] for r in runs]}
     k, s = libs.get("kerasrl"), libs.get("sb3")
@@ -351,7 +446,9 @@ def summary(records: list[dict], ceiling: dict | None, args: argparse.Namespace)
         "kind": "summary", "algo": args.algo, "env": args.env, "steps": args.steps, **libs,
         "ceiling_updates_per_second": ceiling["updates_per_second"] if ceiling else None,
         "ratio_vs_sb3": k["steps_per_second"] / s["steps_per_second"] if k and s else None,
-        "fraction_of_ceiling": k["steps_per_second"] / ceiling["updates_per_second"] if k and ceiling else None,
+        # Updates per second during fit over the ceiling's (equal to env steps
+        # per second when an update follows every env step, as in SAC).
+        "fraction_of_ceiling": k["updates_per_second"] / ceiling["updates_per_second"] if k and ceiling else None,
         "command": "python " + shlex.join(sys.argv),
         "machine": machine_info(), "date": now(),
     }
@@ -362,11 +459,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--algo", choices=sorted(ALGOS), default="sac")
     p.add_argument("--env", default="Pendulum-v1")
     p.add_argument("--steps", type=int, default=20_000, help="env steps per run, learning_starts included")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: the ceiling only")
     p.add_argument("--compare", choices=["sb3"], default=None, help="also run Stable-Baselines3")
     p.add_argument("--steps-per-execution", type=int, default=50)
     p.add_argument("--policy-sync-every", type=int, default=None, help="EnvDataset option (its default if unset)")
     p.add_argument("--prefetch", type=int, default=None, help="EnvDataset option (its default if unset)")
+    p.add_argument("--intra-op-threads", type=int, default=None,
+                   help="TensorFlow threads inside one op (TF's default if unset)")
+    p.add_argument("--inter-op-threads", type=int, default=None,
+                   help="TensorFlow threads running independent ops (TF's default if unset)")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--ceiling-updates", type=int, default=3000, help="updates per timed ceiling repetition")
     p.add_argument("--no-ceiling", action="store_true")
@@ -394,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     base = {"algo": args.algo, "env": args.env, "steps": args.steps,
             "steps_per_execution": args.steps_per_execution, "policy_sync_every": args.policy_sync_every,
             "prefetch": args.prefetch, "eval_episodes": args.eval_episodes,
+            "intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads,
             "ceiling_updates": args.ceiling_updates}
     libs = ["kerasrl"] + (["sb3"] if args.compare == "sb3" else [])
     records = []

@@ -48,6 +48,10 @@ AGENT_CASES = [
               {"jit_compile": False}),
     AgentCase("sac-discrete-value-net", "LunarLander-v3",
               lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0, use_value_network=True)),
+    AgentCase("dqn", "CartPole-v1",
+              lambda env: kerasrl.DQN.from_env(env, hidden=HIDDEN, seed=0, double=False)),
+    AgentCase("dqn-dueling-double", "LunarLander-v3",
+              lambda env: kerasrl.DQN.from_env(env, hidden=HIDDEN, seed=0, dueling=True, loss="mse")),
 ]
 
 

@@ -272,6 +272,8 @@ class Agent(keras.Model):
         return SoftTargetUpdate(tau=self.tau, every=self.target_update_interval)
 
     def train_step(self, data: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(data, tuple):  # train_on_batch(batch) packs (x, y, sample_weight)
+            data = keras.utils.unpack_x_y_sample_weight(data)[0]
         metrics = dict(self.update(data))
         td_errors = metrics.pop(TD_ERRORS_KEY, None)
         if td_errors is not None and "indices" in data:
