@@ -16,11 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasrl import schedules  # noqa: E402
 from kerasrl.agents import DQN, SAC, Agent  # noqa: E402
-from kerasrl.buffers import GeneticPriority, PrioritizedReplayBuffer, ReplayBuffer  # noqa: E402
+from kerasrl.buffers import (  # noqa: E402
+    FrameStackReplayBuffer, GeneticPriority, PrioritizedReplayBuffer, ReplayBuffer)
 from kerasrl.data import EnvDataset  # noqa: E402
-from kerasrl import callbacks  # noqa: E402
+from kerasrl import callbacks, envs  # noqa: E402
 from kerasrl.callbacks import resume  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "DQN", "EnvDataset", "GeneticPriority", "PrioritizedReplayBuffer", "ReplayBuffer", "SAC",
-           "callbacks", "resume", "schedules"]
+__all__ = ["Agent", "DQN", "EnvDataset", "FrameStackReplayBuffer", "GeneticPriority", "PrioritizedReplayBuffer", "ReplayBuffer", "SAC",
+           "callbacks", "envs", "resume", "schedules"]

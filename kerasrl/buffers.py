@@ -234,7 +234,7 @@ class ReplayBuffer:
                 f"this buffer has {self.capacity}."
             )
         size, position = int(content["size"]), int(content["position"])
-        arrays = {f: content[f] for f in content if f in FIELDS or f == "discount"}
+        arrays = {f: content[f] for f in content if f in FIELDS + ("discount",) + self.fields}
         if arrays and set(arrays) != set(self.fields):
             raise ValueError(f"{path!r} holds the fields {sorted(arrays)}, this buffer (n_step={self.n_step!r}) "
                              f"stores {sorted(self.fields)}.")
@@ -502,3 +502,174 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         config.update(alpha=self.alpha, beta=schedules.serialize(self.beta), epsilon=self.epsilon,
                       priority=self.rule.get_config() if isinstance(self.rule, GeneticPriority) else "proportional")
         return config
+
+
+class FrameStackReplayBuffer(ReplayBuffer):
+    """A replay buffer for stacked-frame observations that stores each frame once.
+
+    Observations are stacks `(k, H, W)` of the last k frames (as
+    `kerasrl.envs.make_atari` gives). Instead of two stacks per transition
+    (2k frames), the buffer keeps only the newest frame of each observation
+    and a link to the previous transition of the same episode and
+    environment; a sampled stack is rebuilt from the links. The next
+    observation is the following transition's stack, or, at an episode's end,
+    the stack shifted by its final frame. Episode-start stacks whose frames
+    differ (anything but gymnasium's reset padding) are kept whole on the
+    side. 1M transitions of 84x84 frames take ~7.1 GB.
+
+    The newest transition of each running episode becomes sampleable once its
+    successor arrives. A stack whose oldest frames were overwritten repeats
+    the oldest frame still held. Only `n_step=1`.
+
+    Example:
+
+    ```python
+    env = kerasrl.envs.make_atari("BreakoutNoFrameskip-v4", n_envs=4)
+    buffer = kerasrl.FrameStackReplayBuffer(1_000_000)
+    ```
+    """
+
+    def __init__(self, capacity: int, n_step: int = 1, gamma: float | None = None, seed: int | None = None):
+        if n_step != 1:
+            raise ValueError("FrameStackReplayBuffer supports n_step=1 only.")
+        super().__init__(capacity, n_step=1, gamma=gamma, seed=seed)
+        self._last: dict[int, int] = {}  # env id -> id of its running episode's newest transition
+        self.final_frames: dict[int, np.ndarray] = {}  # transition id -> final frame of its episode
+        self.head_stacks: dict[int, np.ndarray] = {}  # transition id -> whole first stack of an episode
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("frame", "action", "reward", "terminated", "id", "prev", "next", "ended")
+
+    def add(self, observation, action, reward, next_observation, terminated,
+            truncated=None, env_ids=None) -> None:
+        """Stores one transition or a batch; `env_ids` tells the environments apart."""
+        obs, next_obs = np.asarray(observation), np.asarray(next_observation)
+        reward = np.asarray(reward, dtype=np.float32)
+        if reward.ndim == 0:
+            obs, next_obs, reward = obs[None], next_obs[None], reward[None]
+            action, terminated = np.asarray(action)[None], np.asarray(terminated)[None]
+            truncated = None if truncated is None else np.asarray(truncated)[None]
+        n = len(reward)
+        action = np.asarray(action)
+        terminated = np.asarray(terminated, bool).reshape(n)
+        truncated = np.zeros(n, bool) if truncated is None else np.asarray(truncated, bool).reshape(n)
+        env_ids = np.arange(n) if env_ids is None else np.asarray(env_ids).reshape(n)
+        if obs.ndim != 4 or obs.shape != next_obs.shape or len(obs) != n:
+            raise ValueError(f"FrameStackReplayBuffer needs observations of shape (batch, k, H, W), got "
+                             f"{obs.shape} and next {next_obs.shape}.")
+        if not np.all(np.isfinite(reward)):
+            raise ValueError(f"Non-finite reward {reward} given to the replay buffer; check the environment.")
+        if self._spec is None:
+            self._spec = {"observation": (obs.shape[1:], obs.dtype), "action": (action.shape[1:], action.dtype)}
+        if obs.shape[1:] != self._spec["observation"][0] or action.shape[1:] != self._spec["action"][0]:
+            raise ValueError(f"Replay buffer observation/action shapes {obs.shape[1:]}/{action.shape[1:]} differ "
+                             f"from the stored {self._spec['observation'][0]}/{self._spec['action'][0]}.")
+        if self.storage is None:
+            k, h, w = obs.shape[1:]
+            c = self.capacity
+            self.storage = {
+                "frame": np.zeros((c, h, w), obs.dtype), "action": np.zeros((c,) + action.shape[1:], action.dtype),
+                "reward": np.zeros(c, np.float32), "terminated": np.zeros(c, np.float32),
+                "id": np.full(c, -1, np.int64), "prev": np.full(c, -1, np.int64),
+                "next": np.full(c, -1, np.int64), "ended": np.zeros(c, bool),
+            }
+        s = self.storage
+        for row in range(n):
+            slot, new_id = self.position, self.num_added
+            if slot < self.size:  # overwriting the oldest transition: drop what only it used
+                self.final_frames.pop(int(s["id"][slot]), None)
+                self.head_stacks.pop(int(s["id"][slot]), None)
+            env = int(env_ids[row])
+            last = self._last.pop(env, None)
+            if last is not None and self._alive(last):
+                s["next"][last % self.capacity] = new_id
+            else:
+                last = -1
+                if np.any(obs[row] != obs[row, -1]):  # not the reset padding: keep the stack
+                    self.head_stacks[new_id] = np.array(obs[row])
+            s["frame"][slot] = obs[row, -1]
+            s["action"][slot] = action[row]
+            s["reward"][slot] = reward[row]
+            s["terminated"][slot] = terminated[row]
+            s["id"][slot], s["prev"][slot], s["next"][slot] = new_id, last, -1
+            s["ended"][slot] = terminated[row] or truncated[row]
+            if s["ended"][slot]:
+                self.final_frames[new_id] = np.array(next_obs[row, -1])
+            else:
+                self._last[env] = new_id
+            self.position = (slot + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+            self.num_added += 1
+
+    def _alive(self, transition_id: np.ndarray | int) -> np.ndarray | bool:
+        return (transition_id >= 0) & (transition_id >= self.num_added - self.size)
+
+    def drop_pending(self) -> None:
+        self._last.clear()  # the episodes restart: no successor will link to them
+
+    def _stacks(self, slots: np.ndarray) -> np.ndarray:
+        """The observation stacks of the transitions in `slots`."""
+        s, k = self.storage, self._spec["observation"][0][0]
+        columns = [slots]
+        for _ in range(k - 1):
+            prev = s["prev"][columns[0]]
+            columns.insert(0, np.where(self._alive(prev), prev % self.capacity, columns[0]))
+        stacks = s["frame"][np.stack(columns, axis=1)]
+        if self.head_stacks:
+            for row in range(len(slots)):
+                # Rows whose chain reached an episode start kept whole: take its older frames.
+                start = columns[0][row]
+                head = self.head_stacks.get(int(s["id"][start]))
+                if head is not None:
+                    depth = int(np.sum([c[row] != start for c in columns]))  # steps after the start
+                    stacks[row, : k - 1 - depth] = head[depth: k - 1]
+        return stacks
+
+    def sample(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Samples transitions whose next observation is known, uniformly."""
+        self._check_sample(batch_size)
+        s = self.storage
+        slots = self.rng.integers(0, self.size, size=batch_size)
+        for _ in range(100):  # redraw the few newest transitions still waiting for a successor
+            waiting = ~s["ended"][slots] & ~self._alive(s["next"][slots])
+            if not waiting.any():
+                break
+            slots[waiting] = self.rng.integers(0, self.size, size=int(waiting.sum()))
+        else:
+            raise ValueError("No sampleable transition yet: every stored one still waits for its successor.")
+        obs = self._stacks(slots)
+        ended = s["ended"][slots]
+        next_obs = self._stacks(np.where(ended, slots, s["next"][slots] % self.capacity))
+        for row in np.flatnonzero(ended):
+            next_obs[row] = np.concatenate([obs[row, 1:], self.final_frames[int(s["id"][slots[row]])][None]])
+        batch = {"observation": obs, "action": s["action"][slots], "reward": s["reward"][slots],
+                 "next_observation": next_obs, "terminated": s["terminated"][slots]}
+        return batch, slots
+
+    def _extra_arrays(self) -> dict[str, np.ndarray]:
+        frame_shape = self.storage["frame"].shape[1:] if self.storage else (0, 0)
+        k = self._spec["observation"][0][0] if self._spec else 0
+        return {
+            "final_ids": np.fromiter(self.final_frames, np.int64, len(self.final_frames)),
+            "final_frames": np.array(list(self.final_frames.values())).reshape((-1,) + frame_shape),
+            "head_ids": np.fromiter(self.head_stacks, np.int64, len(self.head_stacks)),
+            "head_stacks": np.array(list(self.head_stacks.values())).reshape((-1, k) + frame_shape),
+            "frame_stack": np.int64(k),
+        }
+
+    def _load_extra(self, content: dict[str, np.ndarray], path: str) -> Any:
+        if "frame_stack" not in content or len(content["final_ids"]) != len(content["final_frames"]):
+            raise ValueError(f"{path!r} was not saved by a FrameStackReplayBuffer, or is damaged.")
+
+        def apply() -> None:
+            self.final_frames = dict(zip(content["final_ids"].tolist(), content["final_frames"]))
+            self.head_stacks = dict(zip(content["head_ids"].tolist(), content["head_stacks"]))
+            self._last.clear()
+            if self.storage is not None:
+                frames = self.storage["frame"]
+                k = int(content["frame_stack"])
+                self._spec = {"observation": ((k,) + frames.shape[1:], frames.dtype),
+                              "action": (self.storage["action"].shape[1:], self.storage["action"].dtype)}
+
+        return apply

@@ -76,6 +76,36 @@ def mlp(
     return keras.Sequential(layers, name=name)
 
 
+def nature_cnn(
+    input_shape: tuple[int, int, int],
+    output_dim: int,
+    name: str = "nature_cnn",
+    seed: int | None = None,
+    dueling: bool = False,
+) -> keras.Sequential:
+    """The Nature DQN network (Mnih et al. 2015) over channels-first frame stacks.
+
+    Input `(k, H, W)` frames with values 0-255 (uint8 in the buffer); they are
+    scaled to [0, 1] inside the model. Three convolutions (32x8x8/4, 64x4x4/2,
+    64x3x3/1), a 512-unit dense layer and the Q head, all with orthogonal
+    initialisation (gain sqrt(2) before ReLUs, 1 for the head).
+    """
+    init = lambda i, gain=2 ** 0.5: keras.initializers.Orthogonal(gain=gain, seed=None if seed is None else seed + i)
+    head = (DuelingHead(output_dim, kernel_initializer=init(5, 1.0)) if dueling
+            else keras.layers.Dense(output_dim, kernel_initializer=init(5, 1.0)))
+    return keras.Sequential([
+        keras.Input(shape=tuple(input_shape)),
+        keras.layers.Permute((2, 3, 1)),  # (k, H, W) -> (H, W, k): Keras convolutions are channels-last
+        keras.layers.Rescaling(1.0 / 255.0),
+        keras.layers.Conv2D(32, 8, strides=4, activation="relu", kernel_initializer=init(1)),
+        keras.layers.Conv2D(64, 4, strides=2, activation="relu", kernel_initializer=init(2)),
+        keras.layers.Conv2D(64, 3, strides=1, activation="relu", kernel_initializer=init(3)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(512, activation="relu", kernel_initializer=init(4)),
+        head,
+    ], name=name)
+
+
 class NumpyMLP:
     """A frozen numpy copy of a Sequential of Dense layers (and a final
     DuelingHead), for acting without TensorFlow.

@@ -57,6 +57,8 @@ class Agent(keras.Model):
     """
 
     metric_names: tuple[str, ...] = ("loss",)
+    # Box observations are flattened for MLPs; image torsos keep their shape.
+    flatten_observations: bool = True
 
     def __init__(
         self,
@@ -103,11 +105,15 @@ class Agent(keras.Model):
         """Observation batch -> float32 network input (one-hot for Discrete)."""
         if isinstance(self.observation_space, gym.spaces.Discrete):
             return ops.one_hot(ops.cast(observation, "int32") - self.observation_space.start, self.obs_dim)
+        if not self.flatten_observations:
+            return ops.cast(observation, "float32")
         return ops.reshape(ops.cast(observation, "float32"), (-1, self.obs_dim))
 
     def _preprocess_numpy(self, observation: np.ndarray) -> np.ndarray:
         if isinstance(self.observation_space, gym.spaces.Discrete):
             return np.eye(self.obs_dim, dtype=np.float32)[observation - self.observation_space.start]
+        if not self.flatten_observations:
+            return observation.astype(np.float32, copy=False)
         return observation.reshape(len(observation), self.obs_dim).astype(np.float32, copy=False)
 
     # Box actions: networks work in [-1, 1]; the environment sees [low, high].

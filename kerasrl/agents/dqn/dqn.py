@@ -12,7 +12,9 @@ from keras import ops
 
 from kerasrl import schedules
 from kerasrl.agents.base import TD_ERRORS_KEY, Agent, copy_weights
-from kerasrl.networks import mlp
+from kerasrl.networks import mlp, nature_cnn
+
+TORSOS = ("mlp", "nature_cnn")
 
 LOSSES = ("huber", "mse")
 
@@ -38,7 +40,9 @@ class DQN(Agent):
     Args:
         observation_space: a gymnasium Box or Discrete space.
         action_space: a gymnasium Discrete space.
-        hidden: hidden layer sizes of the Q-network.
+        hidden: hidden layer sizes of the Q-network (MLP torso).
+        torso: "mlp", or "nature_cnn" for `(k, H, W)` frame stacks such as
+            `kerasrl.envs.make_atari` gives (scaled from 0-255 inside the model).
         activation: hidden activation.
         dueling: dueling head instead of a plain linear one.
         double: double-Q targets instead of the plain max.
@@ -68,6 +72,7 @@ class DQN(Agent):
         action_space: gym.spaces.Space,
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
+        torso: str = "mlp",
         dueling: bool = False,
         double: bool = True,
         loss: str = "huber",
@@ -84,6 +89,11 @@ class DQN(Agent):
         if not self.discrete:
             raise ValueError(f"DQN needs a Discrete action space, got {self.action_space!r}; "
                              "use SAC, TD3 or DDPG for continuous actions.")
+        if torso not in TORSOS:
+            raise ValueError(f"DQN torso must be one of {TORSOS}, got {torso!r}.")
+        if torso == "nature_cnn" and len(getattr(self.observation_space, "shape", ())) != 3:
+            raise ValueError(f"The nature_cnn torso needs (frames, height, width) observations, got "
+                             f"{self.observation_space!r}.")
         if loss not in LOSSES:
             raise ValueError(f"DQN loss must be one of {LOSSES}, got {loss!r}.")
         self.hidden = tuple(int(h) for h in hidden)
@@ -94,10 +104,18 @@ class DQN(Agent):
         self.max_grad_norm = max_grad_norm
         self.epsilon = float(epsilon)
         self.n_actions = int(self.action_space.n)
-        self.q_network = mlp(self.obs_dim, self.hidden, self.n_actions, activation, name="q_network",
-                             seed=None if seed is None else seed * 100, dueling=self.dueling)
-        self.q_target = mlp(self.obs_dim, self.hidden, self.n_actions, activation, name="q_target",
-                            dueling=self.dueling)
+        self.torso = torso
+        self.flatten_observations = torso == "mlp"
+        net_seed = None if seed is None else seed * 100
+        if torso == "nature_cnn":
+            shape = self.observation_space.shape
+            self.q_network = nature_cnn(shape, self.n_actions, "q_network", net_seed, self.dueling)
+            self.q_target = nature_cnn(shape, self.n_actions, "q_target", dueling=self.dueling)
+        else:
+            self.q_network = mlp(self.obs_dim, self.hidden, self.n_actions, activation, name="q_network",
+                                 seed=net_seed, dueling=self.dueling)
+            self.q_target = mlp(self.obs_dim, self.hidden, self.n_actions, activation, name="q_target",
+                                dueling=self.dueling)
         self.q_target.trainable = False
         copy_weights(self.q_network, self.q_target)
         self.built = True
@@ -166,6 +184,7 @@ class DQN(Agent):
         config.update(
             hidden=list(self.hidden),
             activation=self.activation,
+            torso=self.torso,
             dueling=self.dueling,
             double=self.double,
             loss=self.loss_name,
