@@ -34,6 +34,7 @@ from kerasrl import callbacks as rlcb  # noqa: E402
 # it must take `from_env(env, hidden=, gamma=, tau=, seed=)`.
 ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
     "sac": kerasrl.SAC,
+    "dqn": kerasrl.DQN,
 }
 
 # What a fresh run writes into its folder (removed by --overwrite).
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden layer sizes of every network")
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every network")
     train.add_argument("--gamma", type=float, default=0.99, help="discount factor")
-    train.add_argument("--tau", type=float, default=0.005, help="soft target update factor")
+    train.add_argument("--tau", type=float, default=None,
+                       help="target update factor (default: the agent's: 0.005 for SAC, 1.0 = copies for DQN)")
     train.add_argument("--batch-size", type=_positive_int, default=256, help="transitions per gradient step")
     train.add_argument("--buffer-size", type=_positive_int, default=1_000_000, help="replay buffer capacity")
     train.add_argument("--learning-starts", type=_non_negative_int, default=100,
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-freq", type=_positive_int, default=1,
                        help="(vector) environment steps between rounds of updates")
     train.add_argument("--gradient-steps", type=_positive_int, default=1, help="gradient steps per round")
+    train.add_argument("--n-step", default="1", help="n-step returns: a positive integer or 'episode'")
+    train.add_argument("--prioritized", action="store_true", help="prioritized replay (proportional, alpha 0.6)")
     train.add_argument("--n-envs", type=_positive_int, default=1, help="environment copies stepped together")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=1000,
                        help="gradient steps per Keras epoch (the last epoch may be shorter)")
@@ -242,13 +246,17 @@ def _earlier_run(args: argparse.Namespace, run_dir: Path) -> list[Path]:
 def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvDataset]:
     if args.batch_size > args.buffer_size:
         raise CLIError(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
-    if not 0.0 < args.tau <= 1.0:
+    if args.tau is not None and not 0.0 < args.tau <= 1.0:
         raise CLIError(f"--tau must be in (0, 1], got {args.tau}")
+    n_step = args.n_step if args.n_step == "episode" else int(args.n_step) if args.n_step.isdigit() else 0
+    if not n_step:
+        raise CLIError(f"--n-step must be a positive integer or 'episode', got {args.n_step!r}")
     if not args.lr > 0.0:
         raise CLIError(f"--lr must be positive, got {args.lr}")
     probe = make_env(args.env)
     try:
-        agent = ALGOS[args.algo].from_env(probe, hidden=args.hidden, gamma=args.gamma, tau=args.tau, seed=args.seed)
+        tau = {} if args.tau is None else {"tau": args.tau}
+        agent = ALGOS[args.algo].from_env(probe, hidden=args.hidden, gamma=args.gamma, seed=args.seed, **tau)
     except ValueError as error:
         raise CLIError(f"cannot build {args.algo} for {args.env}: {error}") from None
     finally:
@@ -256,7 +264,8 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
     agent.compile(optimizer=keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution)
     data = kerasrl.EnvDataset(
         args.env, agent,
-        buffer=kerasrl.ReplayBuffer(args.buffer_size, seed=args.seed),
+        buffer=(kerasrl.PrioritizedReplayBuffer if args.prioritized else kerasrl.ReplayBuffer)(
+            args.buffer_size, n_step=n_step, seed=args.seed),
         batch_size=args.batch_size,
         learning_starts=args.learning_starts,
         train_freq=args.train_freq,

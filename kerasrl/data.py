@@ -14,6 +14,7 @@ consistent buffer and counters.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from typing import Any
 
@@ -115,7 +116,9 @@ class EnvDataset:
             `exploration_rate`.
         seed: seeds the environment, the random warm-up actions, the policy's
             sampling and the buffer's sampling.
-        prefetch: batches prepared ahead of the update (0: collect on demand).
+        prefetch: chunks of batches prepared ahead of the update (0: collect
+            on demand). A chunk is one batch, or with `gradient_steps > 1`
+            up to 64 batches of a round (see `as_dataset`).
         policy_sync_every: batches between copies of the policy weights into
             the acting snapshot. A copy costs ~200 µs of eager variable reads
             for 256x256 networks and slows the concurrent update; measured on
@@ -206,12 +209,14 @@ class EnvDataset:
         self.episodes = 0
         self.recent_returns: collections.deque = collections.deque(maxlen=10)
         self.recent_lengths: collections.deque = collections.deque(maxlen=10)
+        self._episode_means: tuple[float, float] | None = None
         self._obs: np.ndarray | None = None
         self._running_return = np.zeros(self.n_envs)
         self._running_length = np.zeros(self.n_envs, dtype=np.int64)
         self._skip = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP autoreset: this step is a reset
         self._updates_left = 0
         self._reset_seed = seed
+        self._fields_cache = self._fields()
 
     def _check_spaces(self) -> None:
         for role, env_space, agent_space in (
@@ -282,6 +287,7 @@ class EnvDataset:
             self.episodes += 1
             self.recent_returns.append(float(self._running_return[i]))
             self.recent_lengths.append(int(self._running_length[i]))
+            self._episode_means = None
             self._running_return[i] = 0.0
             self._running_length[i] = 0
         if getattr(self.env, "mode", AUTORESET.SAME_STEP) == AUTORESET.NEXT_STEP:
@@ -289,50 +295,65 @@ class EnvDataset:
         self._obs = next_obs
 
     def next_batch(self, generation: int | None = None) -> tuple[np.ndarray, ...]:
-        """Collects what is due, then samples one batch (flat, in `_fields` order).
+        """Collects what is due, then samples one batch (flat, in `_fields` order)."""
+        return tuple(value[0] for value in self.next_batches(1, generation))
+
+    def next_batches(self, count: int, generation: int | None = None) -> tuple[np.ndarray, ...]:
+        """`count` consecutive batches, each field stacked on a new leading axis.
+
+        Batch by batch: collect what is due (a round of `train_freq` steps
+        before every `gradient_steps` batches), then sample. One call for
+        several batches of a round saves the per-call cost of the tf.data
+        pipeline (~0.25 ms) without changing what is sampled when.
 
         A call from an iterator of an earlier `fit` (a prefetch that outlived
         it) returns zeros without touching the environment or the buffer.
         """
         with self.lock:
             if generation is not None and generation != self._generation:
-                return tuple(np.zeros(shape, dtype.as_numpy_dtype) for _, dtype, shape in self._fields())
+                return tuple(np.zeros((count,) + shape, dtype.as_numpy_dtype) for _, dtype, shape in self._fields())
             if generation is not None and self.error is not None:
                 # tf.data calls again after a failed element; collect nothing more
                 # until the next fit (as_dataset clears the error).
                 raise self.error
+            batches = []
             try:
-                if self._batches % self.policy_sync_every == 0:
-                    self.agent.refresh_policy()
-                self._batches += 1
-                if self._updates_left == 0:
-                    # Counting stored transitions (not env steps) refills a buffer
-                    # that a checkpoint did not keep.
-                    while len(self.buffer) < min(self.learning_starts, self.buffer.capacity):
-                        self.step(random=True)
-                    for _ in range(self.train_freq):
-                        self.step()
-                    self._updates_left = self.gradient_steps
-                self._updates_left -= 1
-                batch, indices = self.buffer.sample(self.batch_size)
-                if self.buffer.prioritized:
-                    batch["indices"] = indices
+                for _ in range(count):
+                    self._batches += 1
+                    if self._updates_left == 0:
+                        # Counting stored transitions (not env steps) refills a buffer
+                        # that a checkpoint did not keep.
+                        while len(self.buffer) < min(self.learning_starts, self.buffer.capacity):
+                            self.step(random=True)
+                        if self._batches >= self.policy_sync_every:  # only a collecting batch needs it
+                            self.agent.refresh_policy()
+                            self._batches = 0
+                        for _ in range(self.train_freq):
+                            self.step()
+                        self._updates_left = self.gradient_steps
+                    self._updates_left -= 1
+                    batch, indices = self.buffer.sample(self.batch_size)
+                    if self.buffer.prioritized:
+                        batch["indices"] = indices
+                    batch.update(self.stats())
+                    batches.append(batch)
             except BaseException as error:
                 self.error = error
                 self._obs = None  # the failed step left the episode mid-way: restart it
                 self.buffer.drop_pending()
                 raise
-            stats = self.stats()
-            batch.update({k: np.asarray(v, dtype=np.float32 if k != "env_steps" else np.int64)
-                          for k, v in stats.items()})
-            return tuple(batch[name] for name, _, _ in self._fields())
+            return tuple(np.asarray([b[name] for b in batches], dtype=dtype.as_numpy_dtype)
+                         for name, dtype, _ in self._fields_cache)
 
     def stats(self) -> dict[str, float]:
         """Episode statistics as they go into the logs."""
-        nan = float("nan")
+        if self._episode_means is None:  # recomputed only after an episode ends
+            nan = float("nan")
+            self._episode_means = (float(np.mean(self.recent_returns)) if self.recent_returns else nan,
+                                   float(np.mean(self.recent_lengths)) if self.recent_lengths else nan)
         stats = {
-            "episode_return": float(np.mean(self.recent_returns)) if self.recent_returns else nan,
-            "episode_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else nan,
+            "episode_return": self._episode_means[0],
+            "episode_length": self._episode_means[1],
             "env_steps": self.env_steps,
         }
         if self.exploration is not None:
@@ -358,27 +379,36 @@ class EnvDataset:
 
     def as_dataset(self, take: int | None = None) -> tf.data.Dataset:
         """The tf.data.Dataset of batches: `take` of them, or endless (then give
-        fit a steps_per_epoch). Collection stops with the last batch taken."""
+        fit a steps_per_epoch). Collection stops with the last batch taken.
+
+        Batches come from the collector in chunks (at most 64) that divide both
+        `gradient_steps` and `take`, so a chunk never straddles a round of
+        updates or the end of the data. A prioritized buffer gets single
+        batches, so each is drawn after the previous update's priorities.
+        """
         fields = self._fields()
+        common = math.gcd(self.gradient_steps, take) if take else self.gradient_steps
+        chunk = 1 if self.buffer.prioritized else max(d for d in range(1, 65) if common % d == 0)
         with self.lock:
             self._generation += 1
             generation = self._generation
             self.error = None
 
         def produce(_):
-            values = tf.numpy_function(lambda: self.next_batch(generation), [],
+            values = tf.numpy_function(lambda: self.next_batches(chunk, generation), [],
                                        [dtype for _, dtype, _ in fields], stateful=True)
             out = {}
             for (name, _, shape), value in zip(fields, values):
-                value.set_shape(shape)
+                value.set_shape((chunk,) + shape)
                 out[name] = value
             return out
 
         dataset = tf.data.Dataset.from_tensors(np.int64(0)).repeat().map(produce)
         if take is not None:
-            dataset = dataset.take(take)
-        if self.prefetch:
+            dataset = dataset.take(take // chunk)  # before the prefetch: nothing is collected past the end
+        if self.prefetch:  # the next chunk (and its collection) is prepared during this one's updates
             dataset = dataset.prefetch(self.prefetch)
+        dataset = dataset.unbatch()
         options = tf.data.Options()
         # No prefetch tf.data would add on its own: it would run collection
         # further ahead of the update than `prefetch` says.
@@ -431,6 +461,7 @@ class EnvDataset:
         self.episodes = int(state["episodes"])
         self.recent_returns.extend(state["recent_returns"])
         self.recent_lengths.extend(state["recent_lengths"])
+        self._episode_means = None
         self._updates_left = int(state["updates_left"])
         self.rng.bit_generator.state = state["rng"]
         self._obs = None  # the environment restarts its episode

@@ -79,6 +79,8 @@ def test_existing_run_needs_resume_or_overwrite(run_dir, capsys):
     (["train", "sac", "NoSuchEnv-v0"], "unknown environment id 'NoSuchEnv-v0'"),
     (["train", "sac", "Pendulum-v1", "--steps", "0"], "--steps"),
     (["train", "sac", "Pendulum-v1", "--tau", "0"], "--tau must be in (0, 1]"),
+    (["train", "sac", "Pendulum-v1", "--n-step", "two"], "--n-step must be"),
+    (["train", "dqn", "Pendulum-v1"], "Discrete action space"),
     (["eval", "missing.keras", "Pendulum-v1"], "no such file"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
@@ -113,7 +115,21 @@ def test_plan_epochs():
 def test_the_registry_names_the_agents():
     import kerasrl
 
-    assert cli.ALGOS["sac"] is kerasrl.SAC
+    assert cli.ALGOS["sac"] is kerasrl.SAC and cli.ALGOS["dqn"] is kerasrl.DQN
+
+
+def test_train_dqn_with_prioritized_n_step_replay(tmp_path):
+    import keras
+    import kerasrl
+
+    out = tmp_path / "dqn-cartpole"
+    code = cli.main(["train", "dqn", "CartPole-v1", "--steps", "400", "--out", str(out), "--prioritized",
+                     "--n-step", "3", "--checkpoint-every", "300", *TINY])
+    assert code == 0
+    agent = keras.saving.load_model(out / "agent.keras")
+    assert isinstance(agent, kerasrl.DQN) and agent.tau == 1.0  # DQN's own default: target copies
+    _, data = kerasrl.resume(out / "checkpoints")
+    assert isinstance(data.buffer, kerasrl.PrioritizedReplayBuffer) and data.buffer.n_step == 3
 
 
 def test_python_m_kerasrl_help():

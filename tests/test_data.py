@@ -225,3 +225,16 @@ def test_fit_on_env_id():
     history = agent.fit("CartPole-v1", epochs=1, steps_per_epoch=20, verbose=0)
     assert agent.num_gradient_steps.numpy() == 20
     assert np.isfinite(history.history["episode_return"][0])  # CartPole finishes episodes in 100 steps
+
+
+def test_rounds_of_updates_come_in_chunks_with_exact_collection(cartpole):
+    """gradient_steps > 1: batches arrive in chunks that divide the round and the epoch,
+    and collection stays exactly one round of train_freq steps per gradient_steps updates."""
+    agent = make_sac(cartpole)
+    data = make_data(cartpole, agent, learning_starts=32, train_freq=16, gradient_steps=8)
+    batches = data.next_batches(3)
+    assert batches[0].shape == (3, 16, 4) and data.env_steps == 32 + 16
+    history = agent.fit(data, epochs=2, steps_per_epoch=20, verbose=0)  # chunks of gcd(8, 20) = 4
+    # 3 batches taken above + 20 + 20 updates = 43 batches = 6 rounds (the 6th begun).
+    assert history.history["env_steps"] == [32.0 + 3 * 16, 32.0 + 6 * 16]
+    assert int(agent.num_gradient_steps.numpy()) == 40

@@ -3,7 +3,6 @@ PriorityRefresh inside fit, persistence and resume."""
 
 from __future__ import annotations
 
-import gymnasium as gym
 import keras
 import numpy as np
 import pytest
