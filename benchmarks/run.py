@@ -71,6 +71,15 @@ SAC_DEFAULTS = {
 }
 
 
+def replay_kwargs(s: dict, seed: int, **extra: Any) -> dict:
+    """EnvDataset arguments from the rl-zoo replay and collection settings every algorithm shares."""
+    import kerasrl
+
+    return dict(buffer=kerasrl.ReplayBuffer(s["buffer_size"], seed=seed), batch_size=s["batch_size"],
+                learning_starts=s["learning_starts"], train_freq=s["train_freq"],
+                gradient_steps=s["gradient_steps"], **extra)
+
+
 def kerasrl_sac(env: Any, seed: int, s: dict) -> KerasrlRun:
     import keras
     import kerasrl
@@ -80,13 +89,7 @@ def kerasrl_sac(env: Any, seed: int, s: dict) -> KerasrlRun:
     return KerasrlRun(
         agent=agent,
         optimizer=keras.optimizers.Adam(s["learning_rate"]),
-        dataset_kwargs=dict(
-            buffer=kerasrl.ReplayBuffer(s["buffer_size"], seed=seed),
-            batch_size=s["batch_size"],
-            learning_starts=s["learning_starts"],
-            train_freq=s["train_freq"],
-            gradient_steps=s["gradient_steps"],
-        ),
+        dataset_kwargs=replay_kwargs(s, seed),
     )
 
 
@@ -145,14 +148,7 @@ def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
     return KerasrlRun(
         agent=agent,
         optimizer=keras.optimizers.Adam(s["learning_rate"]),
-        dataset_kwargs=dict(
-            buffer=kerasrl.ReplayBuffer(s["buffer_size"], seed=seed),
-            batch_size=s["batch_size"],
-            learning_starts=s["learning_starts"],
-            train_freq=s["train_freq"],
-            gradient_steps=s["gradient_steps"],
-            exploration=exploration,
-        ),
+        dataset_kwargs=replay_kwargs(s, seed, exploration=exploration),
         callbacks=[rlcb.HardTargetUpdate(every=rounds * s["gradient_steps"])],
     )
 

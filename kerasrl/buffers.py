@@ -13,7 +13,14 @@ import numpy as np
 from kerasrl import schedules
 
 FIELDS = ("observation", "action", "reward", "next_observation", "terminated")
-_META = ("capacity", "position", "size", "rng_state", "num_added")
+
+
+def _check_rewards(reward: np.ndarray) -> None:
+    if not np.all(np.isfinite(reward)):
+        raise ValueError(
+            f"Non-finite reward {reward} given to the replay buffer; "
+            "check the environment (a NaN or inf reward would poison every target)."
+        )
 
 
 class ReplayBuffer:
@@ -115,11 +122,7 @@ class ReplayBuffer:
         if single:
             transition = {k: v[None] for k, v in transition.items()}
         n = len(transition["reward"])
-        if not np.all(np.isfinite(transition["reward"])):
-            raise ValueError(
-                f"Non-finite reward {transition['reward']} given to the replay buffer; "
-                "check the environment (a NaN or inf reward would poison every target)."
-            )
+        _check_rewards(transition["reward"])
         if self._spec is None:
             self._spec = {name: (value.shape[1:], value.dtype) for name, value in transition.items()}
         for name, value in transition.items():
@@ -558,8 +561,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
         if obs.ndim != 4 or obs.shape != next_obs.shape or len(obs) != n:
             raise ValueError(f"FrameStackReplayBuffer needs observations of shape (batch, k, H, W), got "
                              f"{obs.shape} and next {next_obs.shape}.")
-        if not np.all(np.isfinite(reward)):
-            raise ValueError(f"Non-finite reward {reward} given to the replay buffer; check the environment.")
+        _check_rewards(reward)
         if self._spec is None:
             self._spec = {"observation": (obs.shape[1:], obs.dtype), "action": (action.shape[1:], action.dtype)}
         if obs.shape[1:] != self._spec["observation"][0] or action.shape[1:] != self._spec["action"][0]:

@@ -311,7 +311,8 @@ class EnvDataset:
         """
         with self.lock:
             if generation is not None and generation != self._generation:
-                return tuple(np.zeros((count,) + shape, dtype.as_numpy_dtype) for _, dtype, shape in self._fields())
+                return tuple(np.zeros((count,) + shape, dtype.as_numpy_dtype)
+                             for _, dtype, shape in self._fields_cache)
             if generation is not None and self.error is not None:
                 # tf.data calls again after a failed element; collect nothing more
                 # until the next fit (as_dataset clears the error).

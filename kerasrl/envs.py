@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-AUTORESET = gym.vector.AutoresetMode
+from kerasrl.data import AUTORESET
 
 
 class FireReset(gym.Wrapper):
