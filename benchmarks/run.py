@@ -165,9 +165,79 @@ def sb3_dqn(env: Any, seed: int, s: dict) -> Any:
                seed=seed, verbose=0)
 
 
+# rl-zoo's TD3 and DDPG settings (hyperparams/td3.yml, ddpg.yml: Pendulum-v1,
+# HalfCheetahBulletEnv-v0), with Gaussian exploration noise of noise_std.
+TD3_DEFAULTS = {
+    "net_arch": [400, 300],
+    "learning_rate": 1e-3,
+    "buffer_size": 200_000,
+    "learning_starts": 10_000,
+    "batch_size": 256,
+    "gamma": 0.98,
+    "tau": 0.005,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "noise_std": 0.1,
+    "policy_delay": 2,  # TD3 only: DDPG updates its actor every step
+    "target_noise": 0.2,
+    "target_noise_clip": 0.5,
+}
+# SAC on HalfCheetahBulletEnv-v0 (rl-zoo's sac.yml without gSDE and the time-feature wrapper).
+SAC_ENV_DEFAULTS = {
+    "HalfCheetahBulletEnv-v0": {"net_arch": [400, 300], "learning_rate": 7.3e-4, "buffer_size": 300_000,
+                                "learning_starts": 10_000, "gamma": 0.98, "tau": 0.02, "train_freq": 8,
+                                "gradient_steps": 8},
+}
+
+
+def kerasrl_td3(env: Any, seed: int, s: dict, ddpg: bool = False) -> KerasrlRun:
+    import keras
+    import kerasrl
+    from kerasrl import callbacks as rlcb, noise
+
+    common = dict(hidden=s["net_arch"], gamma=s["gamma"], tau=s["tau"], seed=seed)
+    if ddpg:
+        agent = kerasrl.DDPG.from_env(env, **common)
+    else:
+        agent = kerasrl.TD3.from_env(env, policy_delay=s["policy_delay"], target_noise=s["target_noise"],
+                                     target_noise_clip=s["target_noise_clip"], **common)
+    return KerasrlRun(
+        agent=agent,
+        optimizer=keras.optimizers.Adam(s["learning_rate"]),
+        dataset_kwargs=replay_kwargs(s, seed, action_noise=noise.Gaussian(s["noise_std"])),
+        callbacks=[rlcb.SoftTargetUpdate(tau=s["tau"])],
+    )
+
+
+def sb3_td3(env: Any, seed: int, s: dict, ddpg: bool = False) -> Any:
+    import numpy as np
+    from stable_baselines3 import DDPG, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    n = env.action_space.shape[-1]
+    common = dict(learning_rate=s["learning_rate"], buffer_size=s["buffer_size"], learning_starts=s["learning_starts"],
+                  batch_size=s["batch_size"], tau=s["tau"], gamma=s["gamma"], train_freq=s["train_freq"],
+                  gradient_steps=s["gradient_steps"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
+                  action_noise=NormalActionNoise(np.zeros(n), s["noise_std"] * np.ones(n)), seed=seed, verbose=0)
+    if ddpg:
+        return DDPG("MlpPolicy", env, **common)
+    return TD3("MlpPolicy", env, policy_delay=s["policy_delay"], target_policy_noise=s["target_noise"],
+               target_noise_clip=s["target_noise_clip"], **common)
+
+
+def kerasrl_ddpg(env: Any, seed: int, s: dict) -> KerasrlRun:
+    return kerasrl_td3(env, seed, s, ddpg=True)
+
+
+def sb3_ddpg(env: Any, seed: int, s: dict) -> Any:
+    return sb3_td3(env, seed, s, ddpg=True)
+
+
 ALGOS: dict[str, Algo] = {
-    "sac": Algo(kerasrl_sac, sb3_sac, SAC_DEFAULTS),
+    "sac": Algo(kerasrl_sac, sb3_sac, SAC_DEFAULTS, SAC_ENV_DEFAULTS),
     "dqn": Algo(kerasrl_dqn, sb3_dqn, DQN_DEFAULTS, DQN_ENV_DEFAULTS),
+    "td3": Algo(kerasrl_td3, sb3_td3, TD3_DEFAULTS),
+    "ddpg": Algo(kerasrl_ddpg, sb3_ddpg, TD3_DEFAULTS),
 }
 
 
@@ -277,6 +347,44 @@ def check_updates(data: Any, steps: int) -> int:
     return updates
 
 
+class CurveLogger:
+    """Writes `<curve_dir>/kerasrl-<algo>-<env>-seed<k>/` like a CLI run folder
+    (config.json, progress.csv with env_steps, episode_return and eval_return
+    every `eval_every` env steps), timing the evaluations so the throughput
+    figures leave them out."""
+
+    def __init__(self, job: dict, settings: dict, data: Any):
+        from pathlib import Path
+
+        self.dir = Path(job["curve_dir"]) / f"kerasrl-{job['algo']}-{job['env']}-seed{job['seed']}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.json").write_text(json.dumps(
+            {"algo": job["algo"], "env": job["env"], "seed": job["seed"], "steps": job["steps"],
+             "settings": settings, "date": now()}, indent=2) + "\n")
+        self.job = job
+        self.eval_seconds = 0.0
+
+    def callbacks(self) -> list:
+        import gymnasium as gym
+        from kerasrl import callbacks as rlcb
+        from kerasrl.cli import _CSVLogger  # Keras' CSVLogger without empty val_* columns
+
+        logger = self
+
+        class TimedEval(rlcb.EvalCallback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                start = time.perf_counter()
+                super().on_epoch_end(epoch, logs)
+                logger.eval_seconds += time.perf_counter() - start
+
+        progress = self.dir / "progress.csv"
+        if progress.exists():
+            progress.unlink()
+        return [TimedEval(gym.make(self.job["env"]), episodes=self.job["curve_eval_episodes"],
+                          seed=10_000 + self.job["seed"]),
+                _CSVLogger(str(progress))]
+
+
 # -------------------------------------------------------------------- jobs
 def run_kerasrl(job: dict) -> dict:
     import gymnasium as gym
@@ -294,11 +402,19 @@ def run_kerasrl(job: dict) -> dict:
     updates = check_updates(data, steps)
     # Agent.fit runs exactly steps_per_epoch updates per epoch for any steps_per_execution.
     epochs, steps_per_epoch = 1, updates
+    callbacks = list(run.callbacks)
+    curve = None
+    if job.get("curve_dir"):  # a run folder with progress.csv for `kerasrl plot`
+        curve = CurveLogger(job, settings, data)
+        steps_per_epoch = max(1, job["eval_every"] // (data.train_freq * data.n_envs) * data.gradient_steps)
+        epochs = -(-updates // steps_per_epoch)
+        updates = epochs * steps_per_epoch
+        callbacks += curve.callbacks()
     agent.compile(optimizer=run.optimizer, steps_per_execution=spe, **run.compile_kwargs)
 
     start = time.perf_counter()
-    agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=run.callbacks, verbose=0)
-    fit_seconds = time.perf_counter() - start
+    agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
+    fit_seconds = time.perf_counter() - start - (curve.eval_seconds if curve else 0.0)
     with data.lock:  # a prefetched batch may still be collecting
         env_steps = data.env_steps
     done_updates = int(agent.num_gradient_steps.numpy())
@@ -468,6 +584,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ceiling-updates", type=int, default=3000, help="updates per timed ceiling repetition")
     p.add_argument("--no-ceiling", action="store_true")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--curve-dir", default=None,
+                   help="write a run folder per kerasrl run here (progress.csv for `kerasrl plot`)")
+    p.add_argument("--eval-every", type=int, default=10_000, help="env steps between curve evaluations")
+    p.add_argument("--curve-eval-episodes", type=int, default=5, help="episodes per curve evaluation")
     p.add_argument("--in-process", action="store_true",
                    help="run every job in this process instead of one fresh process per job")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -492,7 +612,8 @@ def main(argv: list[str] | None = None) -> None:
             "steps_per_execution": args.steps_per_execution, "policy_sync_every": args.policy_sync_every,
             "prefetch": args.prefetch, "eval_episodes": args.eval_episodes,
             "intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads,
-            "ceiling_updates": args.ceiling_updates}
+            "ceiling_updates": args.ceiling_updates, "curve_dir": args.curve_dir, "eval_every": args.eval_every,
+            "curve_eval_episodes": args.curve_eval_episodes}
     libs = ["kerasrl"] + (["sb3"] if args.compare == "sb3" else [])
     records = []
     for seed in args.seeds:

@@ -14,8 +14,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasrl import schedules  # noqa: E402
-from kerasrl.agents import DQN, SAC, Agent  # noqa: E402
+from kerasrl import noise, schedules  # noqa: E402
+from kerasrl.agents import DDPG, DQN, SAC, TD3, Agent  # noqa: E402
 from kerasrl.buffers import (  # noqa: E402
     FrameStackReplayBuffer, GeneticPriority, PrioritizedReplayBuffer, ReplayBuffer)
 from kerasrl.data import EnvDataset  # noqa: E402
@@ -23,5 +23,5 @@ from kerasrl import callbacks, envs  # noqa: E402
 from kerasrl.callbacks import resume  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "DQN", "EnvDataset", "FrameStackReplayBuffer", "GeneticPriority", "PrioritizedReplayBuffer", "ReplayBuffer", "SAC",
-           "callbacks", "envs", "resume", "schedules"]
+__all__ = ["Agent", "DDPG", "DQN", "EnvDataset", "FrameStackReplayBuffer", "GeneticPriority", "PrioritizedReplayBuffer",
+           "ReplayBuffer", "SAC", "TD3", "callbacks", "envs", "noise", "resume", "schedules"]

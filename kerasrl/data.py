@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from kerasrl import noise as noise_module
 from kerasrl import schedules
 from kerasrl.buffers import ReplayBuffer
 
@@ -114,6 +115,10 @@ class EnvDataset:
             epsilon-greedy acting (DQN); by default the agent's
             `default_exploration()`. Its current value is logged as
             `exploration_rate`.
+        action_noise: `kerasrl.noise` added to the actions of agents with a
+            deterministic policy (DDPG, TD3), one process per environment
+            copy, restarted when its episode ends; by default the agent's
+            `default_action_noise()` (Gaussian(0.1) for DDPG and TD3).
         seed: seeds the environment, the random warm-up actions, the policy's
             sampling and the buffer's sampling.
         prefetch: chunks of batches prepared ahead of the update (0: collect
@@ -151,6 +156,7 @@ class EnvDataset:
         n_envs: int = 1,
         vectorization_mode: str = "sync",
         exploration: schedules.Schedule | float | None = None,
+        action_noise: noise_module.ActionNoise | None = None,
         seed: int | None = None,
         prefetch: int = 1,
         policy_sync_every: int = 4,
@@ -190,6 +196,15 @@ class EnvDataset:
                              "exploration= applies to DQN.")
         else:
             self.exploration = schedules.get(exploration)
+        if action_noise is None:
+            self.action_noise = agent.default_action_noise()
+        elif agent.default_action_noise() is None:
+            raise ValueError(f"{type(agent).__name__} explores with its own policy; EnvDataset's "
+                             "action_noise= applies to DDPG and TD3.")
+        else:
+            self.action_noise = noise_module.get(action_noise)
+        if self.action_noise is not None:
+            self.action_noise.reset()
         self.batch_size = int(batch_size)
         self.learning_starts = int(learning_starts)
         self.train_freq = int(train_freq)
@@ -245,6 +260,8 @@ class EnvDataset:
         self._running_return[:] = 0.0
         self._running_length[:] = 0
         self._skip[:] = False
+        if self.action_noise is not None:
+            self.action_noise.reset()
         if self.env_steps == 0 and self.seed is not None:
             self.env.seed_actions(self.seed)
 
@@ -257,6 +274,9 @@ class EnvDataset:
             actions = self.env.sample_actions()
         elif self.exploration is not None:
             actions = self.agent.act(obs, deterministic=False, rng=self.rng, epsilon=self.exploration(self.env_steps))
+        elif self.action_noise is not None:
+            noise = self.action_noise.sample(self.rng, self.n_envs, self.agent.act_dim, self.env_steps)
+            actions = self.agent.act(obs, deterministic=False, rng=self.rng, noise=noise)
         else:
             actions = self.agent.act(obs, deterministic=False, rng=self.rng)
         next_obs, rewards, terminated, truncated, info = self.env.step(actions)
@@ -283,6 +303,8 @@ class EnvDataset:
         self.env_steps += int(keep.sum())
         self._running_return[keep] += rewards[keep]
         self._running_length[keep] += 1
+        if self.action_noise is not None and done.any():
+            self.action_noise.reset(np.flatnonzero(done))
         for i in np.flatnonzero(done & keep):
             self.episodes += 1
             self.recent_returns.append(float(self._running_return[i]))
@@ -441,6 +463,7 @@ class EnvDataset:
             "n_envs": self.n_envs,
             "vectorization_mode": self.vectorization_mode,
             "exploration": None if self.exploration is None else schedules.serialize(self.exploration),
+            "action_noise": noise_module.serialize(self.action_noise),
             "seed": self.seed,
             "prefetch": self.prefetch,
             "policy_sync_every": self.policy_sync_every,

@@ -1,7 +1,9 @@
 """kerasrl agents: each one a keras.Model trained by fit."""
 
 from kerasrl.agents.base import Agent
+from kerasrl.agents.ddpg import DDPG
 from kerasrl.agents.dqn import DQN
 from kerasrl.agents.sac import SAC
+from kerasrl.agents.td3 import TD3
 
-__all__ = ["Agent", "DQN", "SAC"]
+__all__ = ["Agent", "DDPG", "DQN", "SAC", "TD3"]

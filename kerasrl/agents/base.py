@@ -131,11 +131,15 @@ class Agent(keras.Model):
         raise NotImplementedError
 
     def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None) -> np.ndarray:
+                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def default_exploration(self) -> Any:
         """The epsilon schedule an EnvDataset collects with (None: not epsilon-greedy)."""
+        return None
+
+    def default_action_noise(self) -> Any:
+        """The `kerasrl.noise` an EnvDataset adds to actions (None: the policy explores by itself)."""
         return None
 
     def policy_snapshot(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -181,7 +185,7 @@ class Agent(keras.Model):
         return super().train_on_batch(*args, **kwargs)
 
     def act(self, observation: Any, deterministic: bool = False, rng: np.random.Generator | None = None,
-            epsilon: float | None = None) -> np.ndarray:
+            epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
         """Actions for one observation or a batch, in the environment's action space.
 
         Args:
@@ -190,13 +194,18 @@ class Agent(keras.Model):
             rng: numpy generator for the sampling (the agent's own by default).
             epsilon: probability of a uniform random action, for agents that
                 act epsilon-greedily (DQN); ignored when deterministic.
+            noise: action noise in [-1, 1] units, one row per observation, for
+                agents with a deterministic policy (DDPG, TD3); ignored when
+                deterministic.
 
         Returns:
             One action, or a batch of actions, scaled to the Box bounds.
         """
         obs, single = spaces.check_batch(self.observation_space, observation, "observation")
+        if noise is not None:
+            noise = np.reshape(noise, (len(obs), -1))
         actions = self._policy(self._preprocess_numpy(obs), deterministic, rng or self._act_rng,
-                               self.policy_snapshot(), epsilon)
+                               self.policy_snapshot(), epsilon, noise)
         return actions[0] if single else actions
 
     def evaluate_env(

@@ -135,7 +135,7 @@ class DQN(Agent):
 
     # ---------------------------------------------------------------- policy
     def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None) -> np.ndarray:
+                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
         greedy = nets["q"](obs).argmax(axis=-1)
         if not deterministic:
             explore = rng.random(len(obs)) < (self.epsilon if epsilon is None else epsilon)

@@ -143,7 +143,7 @@ class SAC(Agent):
 
     # ---------------------------------------------------------------- policy
     def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None) -> np.ndarray:
+                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
         out = nets["actor"](obs)
         if self.discrete:
             if deterministic:

@@ -1,0 +1,3 @@
+from kerasrl.agents.ddpg.ddpg import DDPG
+
+__all__ = ["DDPG"]
