@@ -3,6 +3,8 @@
 ```
 python -m kerasrl train sac Pendulum-v1 --steps 20000 --out runs/sac-pendulum
 python -m kerasrl eval runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 10
+python -m kerasrl train td3 HalfCheetahBulletEnv-v0 --steps 300000 --learning-starts 10000 --seed 1 --out runs/td3-s1
+python -m kerasrl plot runs/td3-s0 runs/td3-s1 -o curve.png
 ```
 
 A run folder holds `config.json` (the arguments), `progress.csv` (one row per
@@ -35,7 +37,11 @@ from kerasrl import callbacks as rlcb  # noqa: E402
 ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
     "sac": kerasrl.SAC,
     "dqn": kerasrl.DQN,
+    "td3": kerasrl.TD3,
+    "ddpg": kerasrl.DDPG,
 }
+# Agents that explore with action noise (--noise-type, --noise-std).
+NOISE_ALGOS = ("td3", "ddpg")
 
 # What a fresh run writes into its folder (removed by --overwrite).
 RUN_FILES = ("config.json", "progress.csv", "tensorboard", "agent.keras", "eval.json", "checkpoints")
@@ -84,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate kerasrl agents (Keras 3 models) on gymnasium environments.",
     )
     parser.add_argument("--version", action="version", version=f"kerasrl {kerasrl.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,plot}", required=True)
 
     train = sub.add_parser(
         "train",
@@ -99,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment steps in total (warm-up included)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<algo>-<env>)")
     train.add_argument("--seed", type=int, default=0, help="seed of networks, environment and sampling")
-    train.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256],
-                       help="hidden layer sizes of every network")
+    train.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
+                       help="hidden layer sizes of every network (default: the agent's: 256 256 for SAC, "
+                            "64 64 for DQN, 400 300 for TD3 and DDPG)")
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every network")
     train.add_argument("--gamma", type=float, default=0.99, help="discount factor")
     train.add_argument("--tau", type=float, default=None,
@@ -114,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gradient-steps", type=_positive_int, default=1, help="gradient steps per round")
     train.add_argument("--n-step", default="1", help="n-step returns: a positive integer or 'episode'")
     train.add_argument("--prioritized", action="store_true", help="prioritized replay (proportional, alpha 0.6)")
+    train.add_argument("--noise-type", choices=("normal", "ou"), default="normal",
+                       help="TD3/DDPG exploration noise: Gaussian or Ornstein-Uhlenbeck (theta 0.15, dt 0.01)")
+    train.add_argument("--noise-std", type=float, default=0.1,
+                       help="TD3/DDPG exploration noise scale (sigma), in [-1, 1] action units")
     train.add_argument("--n-envs", type=_positive_int, default=1, help="environment copies stepped together")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=1000,
                        help="gradient steps per Keras epoch (the last epoch may be shorter)")
@@ -144,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
     ev.add_argument("--render", action="store_true", help="show the episodes (render_mode='human')")
     ev.add_argument("--json", type=Path, default=None, help="also write the returns to this JSON file")
+
+    pl = sub.add_parser(
+        "plot",
+        help="draw learning curves of run folders",
+        description="Draw episode return and eval return against environment steps from the progress.csv "
+                    "of run folders; runs of the same algorithm and environment are averaged as seeds "
+                    "(mean line, min-max band).",
+        formatter_class=_HelpFormatter,
+    )
+    pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders written by kerasrl train")
+    pl.add_argument("-o", "--output", type=Path, default=Path("curve.png"), help="image file to write")
+    pl.add_argument("--title", default=None, help="figure title")
     return parser
 
 
@@ -253,15 +276,23 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         raise CLIError(f"--n-step must be a positive integer or 'episode', got {args.n_step!r}")
     if not args.lr > 0.0:
         raise CLIError(f"--lr must be positive, got {args.lr}")
+    if not args.noise_std >= 0.0:
+        raise CLIError(f"--noise-std must be >= 0, got {args.noise_std}")
     probe = make_env(args.env)
     try:
-        tau = {} if args.tau is None else {"tau": args.tau}
-        agent = ALGOS[args.algo].from_env(probe, hidden=args.hidden, gamma=args.gamma, seed=args.seed, **tau)
+        options = {} if args.tau is None else {"tau": args.tau}
+        if args.hidden is not None:
+            options["hidden"] = args.hidden
+        agent = ALGOS[args.algo].from_env(probe, gamma=args.gamma, seed=args.seed, **options)
     except ValueError as error:
         raise CLIError(f"cannot build {args.algo} for {args.env}: {error}") from None
     finally:
         probe.close()
     agent.compile(optimizer=keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution)
+    noise = None
+    if args.algo in NOISE_ALGOS:
+        noise = (kerasrl.noise.Gaussian(args.noise_std) if args.noise_type == "normal"
+                 else kerasrl.noise.OrnsteinUhlenbeck(sigma=args.noise_std))
     data = kerasrl.EnvDataset(
         args.env, agent,
         buffer=(kerasrl.PrioritizedReplayBuffer if args.prioritized else kerasrl.ReplayBuffer)(
@@ -271,6 +302,7 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         train_freq=args.train_freq,
         gradient_steps=args.gradient_steps,
         n_envs=args.n_envs,
+        action_noise=noise,
         seed=args.seed,
     )
     return agent, data
@@ -405,11 +437,23 @@ def evaluate(args: argparse.Namespace) -> dict:
     return result
 
 
+# ------------------------------------------------------------------------ plot
+def plot(args: argparse.Namespace) -> Path:
+    from kerasrl import plot as plotting
+
+    try:
+        written = plotting.plot_runs(args.runs, args.output, title=args.title)
+    except (ValueError, ImportError) as error:
+        raise CLIError(str(error)) from None
+    print(f"Wrote {written} ({len(args.runs)} run(s))")
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kerasrl` and `python -m kerasrl`; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"train": train, "eval": evaluate}[args.command]
+    handler = {"train": train, "eval": evaluate, "plot": plot}[args.command]
     try:
         handler(args)
     except CLIError as error:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kerasrl import cli
@@ -116,6 +117,7 @@ def test_the_registry_names_the_agents():
     import kerasrl
 
     assert cli.ALGOS["sac"] is kerasrl.SAC and cli.ALGOS["dqn"] is kerasrl.DQN
+    assert cli.ALGOS["td3"] is kerasrl.TD3 and cli.ALGOS["ddpg"] is kerasrl.DDPG
 
 
 def test_train_dqn_with_prioritized_n_step_replay(tmp_path):
@@ -130,6 +132,59 @@ def test_train_dqn_with_prioritized_n_step_replay(tmp_path):
     assert isinstance(agent, kerasrl.DQN) and agent.tau == 1.0  # DQN's own default: target copies
     _, data = kerasrl.resume(out / "checkpoints")
     assert isinstance(data.buffer, kerasrl.PrioritizedReplayBuffer) and data.buffer.n_step == 3
+
+
+@pytest.mark.parametrize("algo,noise_type", [("td3", "normal"), ("ddpg", "ou")])
+def test_train_td3_and_ddpg_with_their_noise_then_plot(algo, noise_type, tmp_path, run_dir):
+    import keras
+    import kerasrl
+
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"{algo}-s{seed}"
+        code = cli.main(["train", algo, "Pendulum-v1", "--steps", "400", "--out", str(out), "--seed", str(seed),
+                         "--noise-type", noise_type, "--noise-std", "0.3", "--checkpoint-every", "300", *TINY])
+        assert code == 0
+        runs.append(out)
+    agent = keras.saving.load_model(runs[0] / "agent.keras")
+    assert type(agent) is cli.ALGOS[algo] and agent.hidden == (16, 16)
+    _, data = kerasrl.resume(runs[0] / "checkpoints")  # the noise comes back with the dataset
+    expected = kerasrl.noise.Gaussian if noise_type == "normal" else kerasrl.noise.OrnsteinUhlenbeck
+    assert type(data.action_noise) is expected and data.action_noise.sigma(0) == 0.3
+
+    image = tmp_path / "curves" / "curve.png"
+    code = cli.main(["plot", *map(str, runs), str(run_dir), "-o", str(image), "--title", "Pendulum-v1"])
+    assert code == 0
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 10_000
+
+
+def test_plot_mean_and_band_across_seeds(tmp_path):
+    from kerasrl import plot
+
+    for seed, (steps, returns) in enumerate([([100, 200, 300], [-10, 0, 10]), ([150, 250], [0, 20])]):
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"algo": "td3", "env": "Pendulum-v1", "seed": seed}))
+        rows = ["epoch,env_steps,episode_return"] + [f"{i},{s},{r}" for i, (s, r) in enumerate(zip(steps, returns))]
+        (folder / "progress.csv").write_text("\n".join(rows) + "\n")
+    runs = [plot.load_run(tmp_path / "s0"), plot.load_run(tmp_path / "s1")]
+    assert runs[0].label == runs[1].label == "td3 Pendulum-v1"
+    steps, mean, low, high = plot.mean_and_band(runs, "episode_return")
+    # Common grid: the logged steps inside the range both runs cover.
+    np.testing.assert_array_equal(steps, [150, 200, 250])
+    s0 = np.interp(steps, [100, 200, 300], [-10, 0, 10])
+    s1 = np.interp(steps, [150, 250], [0, 20])
+    np.testing.assert_allclose(mean, (s0 + s1) / 2)
+    np.testing.assert_allclose(low, np.minimum(s0, s1))
+    np.testing.assert_allclose(high, np.maximum(s0, s1))
+    assert len(plot.mean_and_band(runs, "eval_return")[0]) == 0  # not logged
+
+
+def test_plot_rejects_a_folder_without_progress(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["plot", str(tmp_path), "-o", str(tmp_path / "c.png")])
+    assert exit_info.value.code == 2
+    assert "no progress.csv" in capsys.readouterr().err
 
 
 def test_python_m_kerasrl_help():
