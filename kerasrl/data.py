@@ -203,8 +203,6 @@ class EnvDataset:
                              "action_noise= applies to DDPG and TD3.")
         else:
             self.action_noise = noise_module.get(action_noise)
-        if self.action_noise is not None:
-            self.action_noise.reset()
         self.batch_size = int(batch_size)
         self.learning_starts = int(learning_starts)
         self.train_freq = int(train_freq)
