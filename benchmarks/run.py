@@ -377,12 +377,9 @@ class CurveLogger:
                 super().on_epoch_end(epoch, logs)
                 logger.eval_seconds += time.perf_counter() - start
 
-        progress = self.dir / "progress.csv"
-        if progress.exists():
-            progress.unlink()
         return [TimedEval(gym.make(self.job["env"]), episodes=self.job["curve_eval_episodes"],
                           seed=10_000 + self.job["seed"]),
-                _CSVLogger(str(progress))]
+                _CSVLogger(str(self.dir / "progress.csv"))]  # append=False: a rerun starts the file anew
 
 
 # -------------------------------------------------------------------- jobs

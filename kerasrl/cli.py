@@ -40,8 +40,6 @@ ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
     "td3": kerasrl.TD3,
     "ddpg": kerasrl.DDPG,
 }
-# Agents that explore with action noise (--noise-type, --noise-std).
-NOISE_ALGOS = ("td3", "ddpg")
 
 # What a fresh run writes into its folder (removed by --overwrite).
 RUN_FILES = ("config.json", "progress.csv", "tensorboard", "agent.keras", "eval.json", "checkpoints")
@@ -290,7 +288,7 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         probe.close()
     agent.compile(optimizer=keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution)
     noise = None
-    if args.algo in NOISE_ALGOS:
+    if agent.default_action_noise() is not None:  # agents that explore with action noise (TD3, DDPG)
         noise = (kerasrl.noise.Gaussian(args.noise_std) if args.noise_type == "normal"
                  else kerasrl.noise.OrnsteinUhlenbeck(sigma=args.noise_std))
     data = kerasrl.EnvDataset(

@@ -41,12 +41,12 @@ class Run:
     values: dict[str, np.ndarray]  # column -> values (NaN where not logged)
 
 
-def _number(text: str) -> float:
+def _number(text: str | None) -> float:
+    """A CSV cell as a float; NaN for empty, "NA" or missing cells."""
     try:
-        value = float(text)
+        return float(text)
     except (TypeError, ValueError):
         return math.nan
-    return value
 
 
 def load_run(run_dir: str | Path) -> Run:

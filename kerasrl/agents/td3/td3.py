@@ -207,7 +207,7 @@ class TD3(Agent):
             "q_mean": ops.mean(qs[0]),
             "q_std": ops.std(qs[0]),
         }
-        if "q_diff" in self.metric_names:
+        if len(qs) > 1:
             logs["q_diff"] = ops.mean(ops.abs(qs[0] - qs[1]))
         return logs
 
