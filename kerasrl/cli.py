@@ -1,10 +1,11 @@
-"""The `kerasrl` command line: train an agent on an environment, evaluate a saved one.
+"""The `kerasrl` command line: train, evaluate, plot and tune agents.
 
 ```
 python -m kerasrl train sac Pendulum-v1 --steps 20000 --out runs/sac-pendulum
 python -m kerasrl eval runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 10
 python -m kerasrl train td3 HalfCheetahBulletEnv-v0 --steps 300000 --learning-starts 10000 --seed 1 --out runs/td3-s1
 python -m kerasrl plot runs/td3-s0 runs/td3-s1 -o curve.png
+python -m kerasrl tune sac Pendulum-v1 --trials 8 --steps 10000 --out tune/
 ```
 
 A run folder holds `config.json` (the arguments), `progress.csv` (one row per
@@ -31,6 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
+from kerasrl.training import fit_plan, plan_epochs  # noqa: E402
 
 # Algorithm name -> agent class. A new agent joins the CLI with one line here;
 # it must take `from_env(env, hidden=, gamma=, tau=, seed=)`.
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate kerasrl agents (Keras 3 models) on gymnasium environments.",
     )
     parser.add_argument("--version", action="version", version=f"kerasrl {kerasrl.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,plot}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,plot,tune}", required=True)
 
     train = sub.add_parser(
         "train",
@@ -165,6 +167,36 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders written by kerasrl train")
     pl.add_argument("-o", "--output", type=Path, default=Path("curve.png"), help="image file to write")
     pl.add_argument("--title", default=None, help="figure title")
+
+    tu = sub.add_parser(
+        "tune",
+        help="search hyperparameters with keras-tuner and save the best agent",
+        description="Search an agent's hyperparameters with kerasrl.tuning.RLTuner; writes the keras-tuner "
+                    "project, best_agent.keras and best_hyperparameters.json into --out. Running the same "
+                    "command again continues an interrupted search (finished trials are kept).",
+        formatter_class=_HelpFormatter,
+    )
+    tu.add_argument("algo", type=_algo, metavar="ALGO", help=f"algorithm: {', '.join(sorted(ALGOS))}")
+    tu.add_argument("env", metavar="ENV_ID", help="gymnasium environment id, e.g. Pendulum-v1")
+    tu.add_argument("--trials", type=_positive_int, default=8, help="trials of the search (not for hyperband)")
+    tu.add_argument("--steps", type=_positive_int, default=10_000,
+                    help="environment steps per trial (hyperband: per trial of --max-epochs)")
+    tu.add_argument("--out", type=Path, default=None, help="search folder (default: tune/<algo>-<env>)")
+    tu.add_argument("--oracle", choices=("bayesian", "random", "hyperband"), default="bayesian",
+                    help="keras-tuner search algorithm")
+    tu.add_argument("--max-epochs", type=_positive_int, default=9, help="hyperband: epochs of the longest trials")
+    tu.add_argument("--factor", type=int, default=3, help="hyperband: reduction factor between rounds")
+    tu.add_argument("--eval-episodes", type=_positive_int, default=5,
+                    help="deterministic episodes that score a trial (eval_return)")
+    tu.add_argument("--executions", type=_positive_int, default=1, help="seeds averaged per trial")
+    tu.add_argument("--seed", type=int, default=0, help="seed of the oracle and of each trial's first execution")
+    tu.add_argument("--learning-starts", type=_non_negative_int, default=1000,
+                    help="random-action environment steps before the first update of a trial")
+    tu.add_argument("--fixed", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="hyperparameters to hold fixed, e.g. --fixed gamma=0.98 width=64")
+    tu.add_argument("--overwrite", action="store_true", help="start the search again instead of continuing it")
+    tu.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                    help="keras-tuner and fit verbosity (1 = trial tables and progress bars)")
     return parser
 
 
@@ -204,12 +236,6 @@ def _write_json(path: Path, content: dict) -> None:
     os.replace(tmp, path)
 
 
-def plan_epochs(updates: int, steps_per_epoch: int) -> list[int]:
-    """Gradient steps of each epoch: full epochs, then the remainder (if any)."""
-    full, rest = divmod(updates, steps_per_epoch)
-    return [steps_per_epoch] * full + ([rest] if rest else [])
-
-
 class _CSVLogger(keras.callbacks.CSVLogger):
     """CSVLogger without the empty `val_*` columns Keras adds when fit has no validation data."""
 
@@ -217,39 +243,6 @@ class _CSVLogger(keras.callbacks.CSVLogger):
         if self.keys is None and logs:
             self.keys = sorted(logs)
         super().on_epoch_end(epoch, logs)
-
-
-class _RunProgbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, numbering epochs out of the whole run across fit calls."""
-
-    def __init__(self, total_epochs: int):
-        super().__init__()
-        self.total_epochs = total_epochs
-
-    def set_params(self, params: dict) -> None:
-        super().set_params(params)
-        self.epochs = self.total_epochs
-
-
-def _fit_epochs(agent: kerasrl.Agent, data: kerasrl.EnvDataset, plan: list[int], initial_epoch: int,
-                callbacks: list, verbose: int) -> None:
-    """fit over `plan`: one call for the full epochs, one for a shorter last epoch.
-
-    The callbacks are shared by both calls (CSVLogger appends), so the run
-    reads as one fit with `len(plan)` epochs.
-    """
-    if not plan:
-        return
-    if verbose:
-        callbacks = callbacks + [_RunProgbar(initial_epoch + len(plan))]
-    full = [n for n in plan if n == plan[0]]
-    rest = plan[len(full):]
-    end = initial_epoch + len(full)
-    agent.fit(data, epochs=end, initial_epoch=initial_epoch, steps_per_epoch=plan[0],
-              callbacks=callbacks, verbose=verbose)
-    if rest and not agent.stop_training:
-        agent.fit(data, epochs=end + 1, initial_epoch=end, steps_per_epoch=rest[0],
-                  callbacks=callbacks, verbose=verbose)
 
 
 # ----------------------------------------------------------------------- train
@@ -372,7 +365,7 @@ def train(args: argparse.Namespace) -> dict:
           f"in {len(plan)} epoch(s) of up to {args.steps_per_epoch}; run folder {run_dir}")
     start, steps_before = time.perf_counter(), data.env_steps
     try:
-        _fit_epochs(agent, data, plan, initial_epoch, callbacks, args.verbose)
+        fit_plan(agent, data, plan, initial_epoch, callbacks, args.verbose)
     except KeyboardInterrupt:
         hint = "; continue with the same command and --resume" if args.checkpoint_every else ""
         print(f"\nInterrupted at {data.env_steps} environment steps{hint}.", file=sys.stderr)
@@ -447,11 +440,72 @@ def plot(args: argparse.Namespace) -> Path:
     return written
 
 
+# ------------------------------------------------------------------------ tune
+def _fixed_value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def tune(args: argparse.Namespace) -> dict:
+    import keras_tuner
+
+    from kerasrl import tuning
+
+    check_env_id(args.env)
+    out = args.out or Path("tune") / f"{args.algo}-{args.env}"
+    fixed = keras_tuner.HyperParameters()
+    for item in args.fixed:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CLIError(f"--fixed takes NAME=VALUE, got {item!r}")
+        fixed.Fixed(name, _fixed_value(value))
+    objective = keras_tuner.Objective(tuning.OBJECTIVE, "max")
+    common = {"objective": objective, "seed": args.seed, "hyperparameters": fixed}
+    if args.oracle == "hyperband":
+        oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=args.max_epochs, factor=args.factor, **common)
+    elif args.oracle == "random":
+        oracle = keras_tuner.oracles.RandomSearchOracle(max_trials=args.trials, **common)
+    else:
+        oracle = keras_tuner.oracles.BayesianOptimizationOracle(max_trials=args.trials, **common)
+    try:
+        hypermodel = tuning.HYPERMODELS[args.algo](args.env, learning_starts=args.learning_starts)
+        declared = keras_tuner.HyperParameters()
+        hypermodel.build(declared)
+        unknown = sorted(set(fixed.values) - set(declared.values))
+        if unknown:
+            raise CLIError(f"--fixed: {args.algo} has no hyperparameter {', '.join(unknown)}; "
+                           f"it has {', '.join(declared.values)}")
+        tuner = tuning.RLTuner(hypermodel, oracle, seed=args.seed, executions_per_trial=args.executions,
+                               directory=str(out), project_name="search", overwrite=args.overwrite)
+    except ValueError as error:  # e.g. DQN on a Box action space, a --fixed value outside the space
+        raise CLIError(f"cannot tune {args.algo} on {args.env}: {error}") from None
+    tuner.search(env_steps=args.steps, eval_episodes=args.eval_episodes, verbose=args.verbose)
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise CLIError(f"no trial finished; see the trial.json files under {out / 'search'}")
+    trial = best[0]
+    tuner.load_model(trial).save(out / "best_agent.keras")
+    result = {"algo": args.algo, "env": args.env, "trial_id": trial.trial_id, "eval_return": trial.score,
+              "hyperparameters": trial.hyperparameters.values, "env_steps": args.steps,
+              "eval_episodes": args.eval_episodes, "executions": args.executions, "oracle": args.oracle}
+    _write_json(out / "best_hyperparameters.json", result)
+    print(f"Best trial {trial.trial_id}: eval_return {trial.score:.2f}")
+    for name, value in trial.hyperparameters.values.items():
+        if not name.startswith("tuner/"):
+            print(f"  {name}: {value}")
+    print(f"Saved {out / 'best_agent.keras'} and {out / 'best_hyperparameters.json'}")
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kerasrl` and `python -m kerasrl`; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"train": train, "eval": evaluate, "plot": plot}[args.command]
+    handler = {"train": train, "eval": evaluate, "plot": plot, "tune": tune}[args.command]
     try:
         handler(args)
     except CLIError as error:

@@ -108,7 +108,9 @@ class EnvDataset:
         learning_starts: env steps with uniform random actions before the
             first batch.
         train_freq: vector-env steps collected before each round of updates.
-        gradient_steps: batches (gradient steps) per round.
+        gradient_steps: batches (gradient steps) per round; -1 (as in
+            Stable-Baselines3): as many as env steps the round collected
+            (`train_freq * n_envs`).
         n_envs: copies of the environment when `env` is an id.
         vectorization_mode: "sync" or "async" for `n_envs > 1`.
         exploration: a schedule of env steps giving the epsilon of
@@ -161,10 +163,11 @@ class EnvDataset:
         prefetch: int = 1,
         policy_sync_every: int = 4,
     ):
-        for name, value in (("batch_size", batch_size), ("train_freq", train_freq),
-                            ("gradient_steps", gradient_steps), ("n_envs", n_envs)):
+        for name, value in (("batch_size", batch_size), ("train_freq", train_freq), ("n_envs", n_envs)):
             if int(value) < 1:
                 raise ValueError(f"EnvDataset {name} must be >= 1, got {value}.")
+        if int(gradient_steps) < 1 and gradient_steps != -1:
+            raise ValueError(f"EnvDataset gradient_steps must be >= 1 or -1 (one per env step), got {gradient_steps}.")
         if learning_starts < 0:
             raise ValueError(f"EnvDataset learning_starts must be >= 0, got {learning_starts}.")
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
@@ -206,7 +209,7 @@ class EnvDataset:
         self.batch_size = int(batch_size)
         self.learning_starts = int(learning_starts)
         self.train_freq = int(train_freq)
-        self.gradient_steps = int(gradient_steps)
+        self.gradient_steps = int(gradient_steps) if gradient_steps != -1 else self.train_freq * self.env.num_envs
         self.n_envs = self.env.num_envs
         self.vectorization_mode = vectorization_mode
         self.seed = seed
