@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes scoring a trial")
     p.add_argument("--final-episodes", type=int, default=20, help="fresh episodes for the best and default agents")
     p.add_argument("--learning-starts", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0, help="oracle seed and trial seed")
+    p.add_argument("--seed", type=int, default=0, help="trial seed; the oracle's is seed + 1 (keras-tuner reads 0 as none)")
     p.add_argument("--out", default="tune-bench", help="keras-tuner directory")
     p.add_argument("--results", default=None, help="also append the JSON lines to this file")
     p.add_argument("--verbose", type=int, default=0)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     objective = keras_tuner.Objective(tuning.OBJECTIVE, "max")
     log(f"search: {args.trials} trials of {args.steps} env steps, {args.algo} on {args.env}")
     oracle = keras_tuner.oracles.BayesianOptimizationOracle(objective=objective, max_trials=args.trials,
-                                                            seed=args.seed)
+                                                            seed=args.seed + 1)
     tuner, search_seconds = search(args, f"{args.algo}-search", oracle, hypermodel)
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         emit({"kind": "trial", "trial_id": trial.trial_id, "status": trial.status, "eval_return": trial.score,
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     best_final = final_eval(tuner.load_model(best), args.env, args.final_episodes)
 
     log("the default hyperparameters, same budget and seed")
-    oracle = keras_tuner.oracles.RandomSearchOracle(objective=objective, max_trials=1, seed=args.seed,
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective=objective, max_trials=1, seed=args.seed + 1,
                                                     hyperparameters=fixed_defaults(hypermodel))
     default_tuner, default_seconds = search(args, f"{args.algo}-defaults", oracle, hypermodel)
     default = default_tuner.oracle.get_best_trials(1)[0]

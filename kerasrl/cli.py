@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--eval-episodes", type=_positive_int, default=5,
                     help="deterministic episodes that score a trial (eval_return)")
     tu.add_argument("--executions", type=_positive_int, default=1, help="seeds averaged per trial")
-    tu.add_argument("--seed", type=int, default=0, help="seed of the oracle and of each trial's first execution")
+    tu.add_argument("--seed", type=int, default=0,
+                    help="seed of each trial's first execution; the oracle's is seed + 1 (keras-tuner reads 0 as none)")
     tu.add_argument("--learning-starts", type=_non_negative_int, default=1000,
                     help="random-action environment steps before the first update of a trial")
     tu.add_argument("--fixed", nargs="+", default=[], metavar="NAME=VALUE",
@@ -464,7 +465,7 @@ def tune(args: argparse.Namespace) -> dict:
             raise CLIError(f"--fixed takes NAME=VALUE, got {item!r}")
         fixed.Fixed(name, _fixed_value(value))
     objective = keras_tuner.Objective(tuning.OBJECTIVE, "max")
-    common = {"objective": objective, "seed": args.seed, "hyperparameters": fixed}
+    common = {"objective": objective, "seed": args.seed + 1, "hyperparameters": fixed}
     if args.oracle == "hyperband":
         oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=args.max_epochs, factor=args.factor, **common)
     elif args.oracle == "random":

@@ -27,7 +27,7 @@ def tiny(**fixed) -> keras_tuner.HyperParameters:
     return hp
 
 
-def random_oracle(max_trials: int, seed: int = 0, **fixed) -> keras_tuner.oracles.RandomSearchOracle:
+def random_oracle(max_trials: int, seed: int = 1, **fixed) -> keras_tuner.oracles.RandomSearchOracle:
     return keras_tuner.oracles.RandomSearchOracle(objective=OBJECTIVE, max_trials=max_trials, seed=seed,
                                                   hyperparameters=tiny(**fixed))
 
@@ -63,7 +63,7 @@ class InterruptOnce(keras.callbacks.Callback):
 
 
 def test_user_story_bayesian_search_and_its_best_model(tmp_path, pendulum):
-    oracle = keras_tuner.oracles.BayesianOptimizationOracle(objective=OBJECTIVE, max_trials=2, seed=0,
+    oracle = keras_tuner.oracles.BayesianOptimizationOracle(objective=OBJECTIVE, max_trials=2, seed=1,
                                                             hyperparameters=tiny())
     tuner = sac_tuner(tmp_path, oracle)
     tuner.search(env_steps=BUDGET, eval_episodes=2, verbose=0)
@@ -73,6 +73,7 @@ def test_user_story_bayesian_search_and_its_best_model(tmp_path, pendulum):
     best_hp = tuner.get_best_hyperparameters(1)[0]
     best_trial = tuner.oracle.get_best_trials(1)[0]
     assert isinstance(best_agent, kerasrl.SAC) and best_agent.compiled
+    assert best_agent.steps_per_execution == 10  # the hypermodel's, not the single-threaded trial's
     assert best_agent.hidden == (16,) and best_agent.gamma == best_hp.get("gamma")
     assert best_agent.num_env_steps.numpy() == BUDGET
     # The loaded agent is the one the trial scored: its evaluation repeats the score.
@@ -81,6 +82,11 @@ def test_user_story_bayesian_search_and_its_best_model(tmp_path, pendulum):
     action = best_agent.act(pendulum.reset(seed=0)[0])
     assert pendulum.action_space.contains(action)
     tuner.results_summary()  # keras-tuner's report runs on our trials
+
+    agent, data = tuner.resume_trial(best_trial)  # keep training the winner, replay buffer included
+    assert data.buffer.size == BUDGET and data.prefetch == 1
+    agent.fit(data, epochs=data.initial_epoch + 1, initial_epoch=data.initial_epoch, steps_per_epoch=20, verbose=0)
+    assert agent.num_gradient_steps.numpy() == BUDGET - 100 + 20
 
 
 def test_a_trial_is_reproducible(tmp_path):
@@ -131,7 +137,7 @@ def test_resumed_search_keeps_finished_trials_and_continues_the_interrupted_one(
 
 def test_hyperband_trials_continue_from_their_parent(tmp_path):
     starts = str(tmp_path / "starts.txt")
-    oracle = keras_tuner.oracles.HyperbandOracle(objective=OBJECTIVE, max_epochs=3, factor=3, seed=0,
+    oracle = keras_tuner.oracles.HyperbandOracle(objective=OBJECTIVE, max_epochs=3, factor=3, seed=1,
                                                  hyperparameters=tiny())
     tuner = sac_tuner(tmp_path, oracle)
     tuner.search(env_steps=600, eval_episodes=1, callbacks=[RecordFitStart(starts)], verbose=0)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
 import os
 import shutil
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import keras
@@ -35,7 +36,9 @@ class RLTuner(keras_tuner.Tuner):
     * Seeds: execution `k` of every trial uses seed `seed + k` (networks via
       `keras.utils.set_random_seed` before the build, environment, sampling,
       buffer), so trials differ by their hyperparameters only and
-      `executions_per_trial` averages that many seeds. With
+      `executions_per_trial` averages that many seeds. The hyperparameters
+      a search draws follow the oracle's own `seed`; give it a non-zero one
+      (keras-tuner reads `seed=0` as none). With
       `reproducible=True` (the default) collection and updates alternate in
       one thread (`steps_per_execution=1`, no prefetch, the policy copied
       before every collecting batch), so a trial rerun gives the same numbers;
@@ -44,7 +47,8 @@ class RLTuner(keras_tuner.Tuner):
     * Files: each execution keeps a kerasrl checkpoint (agent, replay buffer,
       collector counters) in `trial_<id>/execution_<k>/`; the trial's best
       execution is saved as `trial_<id>/agent.keras`, which
-      `get_best_models` loads (compiled).
+      `get_best_models` loads (compiled); `resume_trial` gives an agent and
+      its dataset (replay buffer included) to keep training.
     * Hyperband: a trial of `tuner/epochs` epochs trains
       `env_steps * tuner/epochs / max_epochs` env steps; a trial that
       Hyperband continues resumes its parent's checkpoint (optimizer state
@@ -138,11 +142,13 @@ class RLTuner(keras_tuner.Tuner):
             trial_callbacks = self._deepcopy_callbacks(callbacks or [])
             self._configure_tensorboard_dir(trial_callbacks, trial, execution)
             checkpoint = rlcb.Checkpoint(folder, every_steps=self.checkpoint_every or budget, keep=1)
+            if self.checkpoint_every:
+                trial_callbacks.append(checkpoint)
             plan = plan_epochs(data.updates_for(budget), steps_per_epoch)
-            fit_plan(agent, data, plan, epoch, trial_callbacks + [checkpoint], verbose)
-            if not plan:  # nothing to fit (a resumed execution that had finished): still checkpoint it
-                checkpoint.set_model(agent)
-                checkpoint.save(data, epoch)
+            with self._pipeline(agent, data):
+                fit_plan(agent, data, plan, epoch, trial_callbacks, verbose)
+            checkpoint.set_model(agent)  # the final checkpoint, with the agent's own pipeline settings
+            checkpoint.save(data, epoch + len(plan))
             env = gym.make(self.env_id)
             try:
                 returns = agent.evaluate_env(env, episodes=eval_episodes, seed=seed + EVAL_SEED_OFFSET)
@@ -172,7 +178,6 @@ class RLTuner(keras_tuner.Tuner):
         for source in (folder, parent and self._execution_dir(parent, execution)):
             if source and _has_checkpoint(source):
                 agent, data = rlcb.resume(source, self.env_id)
-                self._pipeline(agent, data)
                 return agent, data, data.initial_epoch
         keras.utils.set_random_seed(seed)
         agent = self._build_hypermodel(hp)
@@ -187,15 +192,31 @@ class RLTuner(keras_tuner.Tuner):
             data = make_dataset(hp, agent, self.env_id, seed=seed, env_steps=env_steps)
         else:
             data = EnvDataset(self.env_id, agent, seed=seed)
-        self._pipeline(agent, data)
         return agent, data, 0
 
-    def _pipeline(self, agent: Agent, data: EnvDataset) -> None:
-        """Single-threaded collection and updates when the trials must repeat exactly."""
+    @contextlib.contextmanager
+    def _pipeline(self, agent: Agent, data: EnvDataset) -> Iterator[None]:
+        """Single-threaded collection and updates while a trial fits, when trials must repeat exactly.
+
+        The agent's and dataset's own settings come back afterwards, so the
+        saved agent and checkpoint keep them.
+        """
+        saved = agent.steps_per_execution, data.prefetch, data.policy_sync_every
         if self.reproducible:
-            agent.steps_per_execution = 1
-            data.prefetch = 0
-            data.policy_sync_every = 1
+            agent.steps_per_execution, data.prefetch, data.policy_sync_every = 1, 0, 1
+        try:
+            yield
+        finally:
+            agent.steps_per_execution, data.prefetch, data.policy_sync_every = saved
+            agent.train_function = None  # compiled for the trial's steps_per_execution
+
+    def resume_trial(self, trial: keras_tuner.engine.trial.Trial, execution: int = 0) -> tuple[Agent, EnvDataset]:
+        """`(agent, dataset)` of a finished trial's execution, to keep training it.
+
+        The dataset holds the trial's replay buffer and counters, as
+        `kerasrl.resume` gives them; fit with `initial_epoch=dataset.initial_epoch`.
+        """
+        return rlcb.resume(self._execution_dir(trial.trial_id, execution), self.env_id)
 
     # ------------------------------------------------------------------ models
     def save_model(self, trial_id: str, model: Agent, step: int = 0) -> None:
