@@ -14,7 +14,6 @@ episodes are the figure to quote. Prints JSON lines on stdout (appended to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys

@@ -14,7 +14,6 @@ import gymnasium as gym
 import keras_tuner
 import numpy as np
 
-import kerasrl
 from kerasrl import tuning
 
 

@@ -1,17 +1,9 @@
 """Hyperparameter search over kerasrl agents with keras-tuner (imported as `kerasrl.tuning`).
 
-```python
-import keras_tuner, kerasrl
-from kerasrl import tuning
-
-tuner = tuning.RLTuner(
-    hypermodel=tuning.SACHyperModel(env_id="Pendulum-v1"),
-    oracle=keras_tuner.oracles.BayesianOptimizationOracle(
-        objective=keras_tuner.Objective("eval_return", "max"), max_trials=8),
-    directory="tune", project_name="sac_pendulum")
-tuner.search(env_steps=10_000, eval_episodes=5)
-best_agent = tuner.get_best_models(1)[0]
-```
+`RLTuner` is a keras-tuner Tuner whose trials train and evaluate agents; the
+hypermodels (`SACHyperModel`, `DQNHyperModel`, `TD3HyperModel`,
+`DDPGHyperModel`) hold each agent's search space. See `RLTuner` for the
+user story.
 """
 
 from kerasrl.tuning.hypermodels import (AgentHyperModel, DDPGHyperModel, DQNHyperModel, SACHyperModel,

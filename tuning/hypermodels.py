@@ -103,9 +103,7 @@ class AgentHyperModel(keras_tuner.HyperModel):
     def make_dataset(self, hp: keras_tuner.HyperParameters, agent: Agent, env: Any, seed: int | None = None,
                      env_steps: int | None = None, **options: Any) -> kerasrl.EnvDataset:
         """The EnvDataset a trial trains `agent` on (`options`: further EnvDataset arguments)."""
-        kwargs = self.dataset_hyperparameters(hp, env_steps)
-        kwargs["buffer"].rng = np.random.default_rng(seed)
-        return kerasrl.EnvDataset(env, agent, seed=seed, **kwargs, **options)
+        return kerasrl.EnvDataset(env, agent, seed=seed, **self.dataset_hyperparameters(hp, env_steps), **options)
 
 
 class SACHyperModel(AgentHyperModel):
@@ -119,12 +117,9 @@ class SACHyperModel(AgentHyperModel):
     Example:
 
     ```python
-    tuner = kerasrl.tuning.RLTuner(
-        hypermodel=kerasrl.tuning.SACHyperModel(env_id="Pendulum-v1"),
-        oracle=keras_tuner.oracles.BayesianOptimizationOracle(
-            objective=keras_tuner.Objective("eval_return", "max"), max_trials=8),
-        directory="tune", project_name="sac_pendulum")
-    tuner.search(env_steps=10_000, eval_episodes=5)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("width", 64)
+    agent = kerasrl.tuning.SACHyperModel("Pendulum-v1").build(hp)  # compiled; other entries at their defaults
     ```
     """
 
