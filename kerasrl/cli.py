@@ -32,6 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
+from kerasrl.spaces import same_spaces  # noqa: E402
 from kerasrl.training import fit_plan, plan_epochs  # noqa: E402
 
 # Algorithm name -> agent class. A new agent joins the CLI with one line here;
@@ -221,9 +222,7 @@ def check_spaces(agent: kerasrl.Agent, env: gym.Env, model: Any, env_id: str) ->
     """Raises CLIError if the environment's spaces are not the ones the agent was built for."""
     for role, env_space, agent_space in (("observation", env.observation_space, agent.observation_space),
                                          ("action", env.action_space, agent.action_space)):
-        if type(env_space) is not type(agent_space) or env_space.shape != agent_space.shape or (
-            isinstance(env_space, gym.spaces.Discrete) and env_space.n != agent_space.n
-        ):
+        if not same_spaces(env_space, agent_space):
             raise CLIError(f"{model} was trained with {role} space {agent_space}, but {env_id} has {env_space}")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasrl import noise as noise_module
-from kerasrl import schedules
+from kerasrl import schedules, spaces
 from kerasrl.buffers import ReplayBuffer
 
 AUTORESET = gym.vector.AutoresetMode
@@ -239,9 +239,7 @@ class EnvDataset:
             ("observation", self.env.single_observation_space, self.agent.observation_space),
             ("action", self.env.single_action_space, self.agent.action_space),
         ):
-            if type(env_space) is not type(agent_space) or env_space.shape != agent_space.shape or (
-                isinstance(env_space, gym.spaces.Discrete) and env_space.n != agent_space.n
-            ):
+            if not spaces.same_spaces(env_space, agent_space):
                 raise ValueError(f"The environment's {role} space {env_space!r} does not match the "
                                  f"agent's {agent_space!r}.")
 

@@ -27,6 +27,12 @@ def check_space(space: Any, role: str) -> gym.spaces.Space:
     return space
 
 
+def same_spaces(env_space: gym.spaces.Space, agent_space: gym.spaces.Space) -> bool:
+    """Whether an environment's space is the one an agent was built for (kind, shape, size)."""
+    return type(env_space) is type(agent_space) and env_space.shape == agent_space.shape and (
+        not isinstance(env_space, gym.spaces.Discrete) or env_space.n == agent_space.n)
+
+
 def flat_dim(space: gym.spaces.Space) -> int:
     """Size of the network input or output for a space (one-hot for Discrete)."""
     if isinstance(space, gym.spaces.Discrete):
