@@ -52,8 +52,8 @@ class Algo(NamedTuple):
     defaults: dict
     env_defaults: dict = {}  # env id -> settings overriding `defaults` (rl-zoo's per-env tuning)
 
-    def settings(self, env_id: str, steps: int) -> dict:
-        return {**self.defaults, **self.env_defaults.get(env_id, {}), "steps": steps}
+    def settings(self, env_id: str, steps: int, overrides: dict | None = None) -> dict:
+        return {**self.defaults, **self.env_defaults.get(env_id, {}), **(overrides or {}), "steps": steps}
 
 
 # rl-zoo's SAC settings (hyperparams/sac.yml), shared by both libraries.
@@ -390,7 +390,7 @@ def run_kerasrl(job: dict) -> dict:
 
     configure_threads(job)
     algo = ALGOS[job["algo"]]
-    settings = algo.settings(job["env"], job["steps"])
+    settings = algo.settings(job["env"], job["steps"], job.get("set"))
     seed, steps, spe = job["seed"], job["steps"], job["steps_per_execution"]
     env = gym.make(job["env"])
     run = algo.kerasrl(env, seed, settings)
@@ -443,7 +443,7 @@ def run_ceiling(job: dict) -> dict:
 
     configure_threads(job)
     algo = ALGOS[job["algo"]]
-    settings = algo.settings(job["env"], job["steps"])
+    settings = algo.settings(job["env"], job["steps"], job.get("set"))
     spe, n = job["steps_per_execution"], job["ceiling_updates"]
     n = max(spe, -(-n // spe) * spe)  # whole executions
     env = gym.make(job["env"])
@@ -485,7 +485,7 @@ def run_sb3(job: dict) -> dict:
     import torch
 
     algo = ALGOS[job["algo"]]
-    settings = algo.settings(job["env"], job["steps"])
+    settings = algo.settings(job["env"], job["steps"], job.get("set"))
     seed, steps = job["seed"], job["steps"]
     model = algo.sb3(gym.make(job["env"]), seed, settings)
 
@@ -577,6 +577,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="TensorFlow threads inside one op (TF's default if unset)")
     p.add_argument("--inter-op-threads", type=int, default=None,
                    help="TensorFlow threads running independent ops (TF's default if unset)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override settings of both libraries, VALUE as JSON, e.g. learning_rate=1e-3 net_arch=[64,64]")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--ceiling-updates", type=int, default=3000, help="updates per timed ceiling repetition")
     p.add_argument("--no-ceiling", action="store_true")
@@ -605,7 +607,18 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--compare sb3 needs {' and '.join(missing)}: "
                              f'pip install -e ".[bench]"')
 
-    base = {"algo": args.algo, "env": args.env, "steps": args.steps,
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+        if key not in ALGOS[args.algo].settings(args.env, args.steps):
+            raise SystemExit(f"--set: {args.algo} has no setting {key!r}")
+    base = {"algo": args.algo, "env": args.env, "steps": args.steps, "set": overrides,
             "steps_per_execution": args.steps_per_execution, "policy_sync_every": args.policy_sync_every,
             "prefetch": args.prefetch, "eval_episodes": args.eval_episodes,
             "intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads,

@@ -41,7 +41,7 @@ def search(args: argparse.Namespace, project: str, oracle, hypermodel) -> tuple:
     from kerasrl import tuning
 
     tuner = tuning.RLTuner(hypermodel, oracle, seed=args.seed, directory=args.out, project_name=project,
-                           overwrite=True)
+                           overwrite=True, executions_per_trial=args.executions, reproducible=not args.fast)
     start = time.perf_counter()
     tuner.search(env_steps=args.steps, eval_episodes=args.eval_episodes, verbose=args.verbose)
     return tuner, time.perf_counter() - start
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes scoring a trial")
     p.add_argument("--final-episodes", type=int, default=20, help="fresh episodes for the best and default agents")
     p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--executions", type=int, default=1, help="seeds per trial (seed, seed + 1, ...)")
+    p.add_argument("--fast", action="store_true", help="RLTuner(reproducible=False): pipelined, not bit-repeatable")
     p.add_argument("--seed", type=int, default=0, help="trial seed; the oracle's is seed + 1 (keras-tuner reads 0 as none)")
     p.add_argument("--out", default="tune-bench", help="keras-tuner directory")
     p.add_argument("--results", default=None, help="also append the JSON lines to this file")
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     default_final = final_eval(default_tuner.load_model(default), args.env, args.final_episodes)
 
     emit({"kind": "summary", "algo": args.algo, "env": args.env, "trials": args.trials, "steps": args.steps,
-          "eval_episodes": args.eval_episodes, "seed": args.seed, "oracle": "bayesian",
+          "eval_episodes": args.eval_episodes, "seed": args.seed, "executions": args.executions,
+          "reproducible": not args.fast, "oracle": "bayesian",
           "best": {"trial_id": best.trial_id, "eval_return": best.score, "final": best_final,
                    "hyperparameters": best.hyperparameters.values},
           "default": {"eval_return": default.score, "final": default_final,

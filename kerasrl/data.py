@@ -437,14 +437,17 @@ class EnvDataset:
         options.experimental_optimization.inject_prefetch = False
         return dataset.with_options(options)
 
-    def close(self) -> None:
+    def close(self, env: bool = False) -> None:
         """Waits for collection in progress, then stops the current iterator's collection.
 
         `Agent.fit` calls it when it returns, so the environment is free for
         the caller (e.g. to reset it) while no prefetch keeps stepping it.
+        `env=True` also closes the environment, for a dataset that is done.
         """
         with self.lock:
             self._generation += 1
+            if env:
+                self.env.env.close()
 
     def updates_for(self, env_steps: int) -> int:
         """Gradient steps that collect `env_steps` environment steps in total."""

@@ -149,6 +149,7 @@ class RLTuner(keras_tuner.Tuner):
                 fit_plan(agent, data, plan, epoch, trial_callbacks, verbose)
             checkpoint.set_model(agent)  # the final checkpoint, with the agent's own pipeline settings
             checkpoint.save(data, epoch + len(plan))
+            data.close(env=True)
             env = gym.make(self.env_id)
             try:
                 returns = agent.evaluate_env(env, episodes=eval_episodes, seed=seed + EVAL_SEED_OFFSET)
