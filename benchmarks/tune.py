@@ -14,6 +14,7 @@ episodes are the figure to quote. Prints JSON lines on stdout (appended to
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -25,16 +26,18 @@ from run import _claim_stdout, emit, log, machine_info, now, tf_versions  # noqa
 FINAL_SEED = 20_000  # fresh episodes, apart from training (seed) and trial scoring (10000 + seed)
 
 
-def fixed_defaults(hypermodel) -> "keras_tuner.HyperParameters":  # noqa: F821
-    """The hypermodel's space with every entry fixed at its default."""
+def fixed_defaults(hypermodel, fixed: dict) -> "keras_tuner.HyperParameters":  # noqa: F821
+    """The hypermodel's space with every entry fixed: at the search's fixed value, or at its default."""
     import keras_tuner
 
     declared = keras_tuner.HyperParameters()
+    for name, value in fixed.items():
+        declared.Fixed(name, value)
     hypermodel.build(declared)
-    fixed = keras_tuner.HyperParameters()
+    defaults = keras_tuner.HyperParameters()
     for name, value in declared.values.items():
-        fixed.Fixed(name, value)
-    return fixed
+        defaults.Fixed(name, value)
+    return defaults
 
 
 def search(args: argparse.Namespace, project: str, oracle, hypermodel) -> tuple:
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--final-episodes", type=int, default=20, help="fresh episodes for the best and default agents")
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--executions", type=int, default=1, help="seeds per trial (seed, seed + 1, ...)")
+    p.add_argument("--fixed", nargs="+", default=[], metavar="NAME=VALUE", help="hold entries fixed (JSON values)")
     p.add_argument("--fast", action="store_true", help="RLTuner(reproducible=False): pipelined, not bit-repeatable")
     p.add_argument("--seed", type=int, default=0, help="trial seed; the oracle's is seed + 1 (keras-tuner reads 0 as none)")
     p.add_argument("--out", default="tune-bench", help="keras-tuner directory")
@@ -80,8 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     hypermodel = tuning.HYPERMODELS[args.algo](args.env, learning_starts=args.learning_starts)
     objective = keras_tuner.Objective(tuning.OBJECTIVE, "max")
     log(f"search: {args.trials} trials of {args.steps} env steps, {args.algo} on {args.env}")
+    fixed = keras_tuner.HyperParameters()
+    for item in args.fixed:
+        name, _, value = item.partition("=")
+        fixed.Fixed(name, json.loads(value))
+    fixed_values = dict(fixed.values)  # the oracle adds the rest of the space to `fixed`
     oracle = keras_tuner.oracles.BayesianOptimizationOracle(objective=objective, max_trials=args.trials,
-                                                            seed=args.seed + 1)
+                                                            seed=args.seed + 1, hyperparameters=fixed)
     tuner, search_seconds = search(args, f"{args.algo}-search", oracle, hypermodel)
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         emit({"kind": "trial", "trial_id": trial.trial_id, "status": trial.status, "eval_return": trial.score,
@@ -91,13 +100,13 @@ def main(argv: list[str] | None = None) -> None:
 
     log("the default hyperparameters, same budget and seed")
     oracle = keras_tuner.oracles.RandomSearchOracle(objective=objective, max_trials=1, seed=args.seed + 1,
-                                                    hyperparameters=fixed_defaults(hypermodel))
+                                                    hyperparameters=fixed_defaults(hypermodel, fixed_values))
     default_tuner, default_seconds = search(args, f"{args.algo}-defaults", oracle, hypermodel)
     default = default_tuner.oracle.get_best_trials(1)[0]
     default_final = final_eval(default_tuner.load_model(default), args.env, args.final_episodes)
 
     emit({"kind": "summary", "algo": args.algo, "env": args.env, "trials": args.trials, "steps": args.steps,
-          "eval_episodes": args.eval_episodes, "seed": args.seed, "executions": args.executions,
+          "eval_episodes": args.eval_episodes, "seed": args.seed, "executions": args.executions, "fixed": fixed_values,
           "reproducible": not args.fast, "oracle": "bayesian",
           "best": {"trial_id": best.trial_id, "eval_return": best.score, "final": best_final,
                    "hyperparameters": best.hyperparameters.values},
