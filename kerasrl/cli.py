@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
-from kerasrl.training import fit_plan, plan_epochs  # noqa: E402
+from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs  # noqa: E402
 
 # Algorithm name -> agent class. A new agent joins the CLI with one line here;
 # it must take `from_env(env, hidden=, gamma=, tau=, seed=)`.
@@ -46,8 +46,6 @@ ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
 
 # What a fresh run writes into its folder (removed by --overwrite).
 RUN_FILES = ("config.json", "progress.csv", "tensorboard", "agent.keras", "eval.json", "checkpoints")
-
-EVAL_SEED_OFFSET = 10_000  # evaluation episodes are seeded apart from the training ones
 
 
 class CLIError(Exception):

@@ -6,6 +6,8 @@ from typing import Any
 
 import keras
 
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes are seeded apart from the training ones
+
 
 def plan_epochs(updates: int, steps_per_epoch: int) -> list[int]:
     """Gradient steps of each epoch: full epochs, then the remainder (if any)."""

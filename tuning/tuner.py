@@ -18,10 +18,9 @@ import numpy as np
 from kerasrl import callbacks as rlcb
 from kerasrl.agents.base import Agent
 from kerasrl.data import EnvDataset
-from kerasrl.training import fit_plan, plan_epochs
+from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs
 
 OBJECTIVE = "eval_return"
-EVAL_SEED_OFFSET = 10_000  # evaluation episodes are seeded apart from the training ones
 
 
 class RLTuner(keras_tuner.Tuner):
