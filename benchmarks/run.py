@@ -275,6 +275,20 @@ def emit(record: dict, out_file: str | None = None) -> None:
             f.write(line + "\n")
 
 
+def parse_assignments(items: list[str], flag: str) -> dict:
+    """`KEY=VALUE` arguments as a dict, each VALUE read as JSON (a plain string otherwise)."""
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} takes KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -607,15 +621,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--compare sb3 needs {' and '.join(missing)}: "
                              f'pip install -e ".[bench]"')
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    overrides = parse_assignments(args.set, "--set")
+    for key in overrides:
         if key not in ALGOS[args.algo].settings(args.env, args.steps):
             raise SystemExit(f"--set: {args.algo} has no setting {key!r}")
     base = {"algo": args.algo, "env": args.env, "steps": args.steps, "set": overrides,

@@ -14,14 +14,13 @@ episodes are the figure to quote. Prints JSON lines on stdout (appended to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import _claim_stdout, emit, log, machine_info, now, tf_versions  # noqa: E402
+from run import _claim_stdout, emit, log, machine_info, now, parse_assignments, tf_versions  # noqa: E402
 
 FINAL_SEED = 20_000  # fresh episodes, apart from training (seed) and trial scoring (10000 + seed)
 
@@ -84,11 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     hypermodel = tuning.HYPERMODELS[args.algo](args.env, learning_starts=args.learning_starts)
     objective = keras_tuner.Objective(tuning.OBJECTIVE, "max")
     log(f"search: {args.trials} trials of {args.steps} env steps, {args.algo} on {args.env}")
+    fixed_values = parse_assignments(args.fixed, "--fixed")
     fixed = keras_tuner.HyperParameters()
-    for item in args.fixed:
-        name, _, value = item.partition("=")
-        fixed.Fixed(name, json.loads(value))
-    fixed_values = dict(fixed.values)  # the oracle adds the rest of the space to `fixed`
+    for name, value in fixed_values.items():
+        fixed.Fixed(name, value)
     oracle = keras_tuner.oracles.BayesianOptimizationOracle(objective=objective, max_trials=args.trials,
                                                             seed=args.seed + 1, hyperparameters=fixed)
     tuner, search_seconds = search(args, f"{args.algo}-search", oracle, hypermodel)
