@@ -71,11 +71,13 @@ SAC_DEFAULTS = {
 }
 
 
-def replay_kwargs(s: dict, seed: int, **extra: Any) -> dict:
+def replay_kwargs(s: dict, seed: int, buffer: Any = None, **extra: Any) -> dict:
     """EnvDataset arguments from the rl-zoo replay and collection settings every algorithm shares."""
     import kerasrl
 
-    return dict(buffer=kerasrl.ReplayBuffer(s["buffer_size"], seed=seed), batch_size=s["batch_size"],
+    if buffer is None:
+        buffer = kerasrl.ReplayBuffer(s["buffer_size"], seed=seed)
+    return dict(buffer=buffer, batch_size=s["batch_size"],
                 learning_starts=s["learning_starts"], train_freq=s["train_freq"],
                 gradient_steps=s["gradient_steps"], **extra)
 
@@ -119,8 +121,12 @@ DQN_DEFAULTS = {
     "exploration_fraction": 0.1,
     "exploration_final_eps": 0.05,
     "max_grad_norm": 10.0,
+    "tau": 1.0,  # target blend per target update (1.0 = copy)
+    "n_steps": 1,  # n-step returns; "episode" (kerasrl only): discounted returns to the episode's end
+    "learning_rate_final": None,  # a number: the learning rate decays linearly to it over the budget
     "double": True,  # kerasrl only (SB3 has plain DQN); the networks are the same size
-    "dueling": False,
+    "dueling": False,  # kerasrl only
+    "prioritized": False,  # kerasrl only: PrioritizedReplayBuffer(alpha=0.6, beta 0.4 -> 1 over the budget)
 }
 DQN_ENV_DEFAULTS = {
     "CartPole-v1": {"learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000,
@@ -139,27 +145,46 @@ def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
 
     agent = kerasrl.DQN.from_env(env, hidden=s["net_arch"], gamma=s["gamma"], double=s["double"],
                                  dueling=s["dueling"], max_grad_norm=s["max_grad_norm"], seed=seed)
-    # SB3 copies the target every target_update_interval env steps, but only
-    # gradient steps move the online network: the copy lands once per round of
-    # gradient_steps updates, or every (interval / train_freq) rounds.
+    # SB3 updates the target every target_update_interval env steps, but only
+    # gradient steps move the online network: the update lands once per round
+    # of gradient_steps updates, or every (interval / train_freq) rounds.
     rounds = max(1, s["target_update_interval"] // s["train_freq"])
     exploration = schedules.Linear(1.0, s["exploration_final_eps"],
                                    max(1, int(s["exploration_fraction"] * s["steps"])))
+    learning_rate = s["learning_rate"]
+    if s["learning_rate_final"] is not None:  # linear over the updates of the budget, like SB3's progress
+        updates = (s["steps"] - s["learning_starts"]) // s["train_freq"] * s["gradient_steps"]
+        learning_rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(1, updates),
+                                                                   s["learning_rate_final"])
+    replay = dict(n_step=s["n_steps"], seed=seed)
+    if s["prioritized"]:
+        buffer = kerasrl.PrioritizedReplayBuffer(s["buffer_size"], alpha=0.6,
+                                                 beta=schedules.Linear(0.4, 1.0, s["steps"]), **replay)
+    else:
+        buffer = kerasrl.ReplayBuffer(s["buffer_size"], **replay)
     return KerasrlRun(
         agent=agent,
-        optimizer=keras.optimizers.Adam(s["learning_rate"]),
-        dataset_kwargs=replay_kwargs(s, seed, exploration=exploration),
-        callbacks=[rlcb.HardTargetUpdate(every=rounds * s["gradient_steps"])],
+        optimizer=keras.optimizers.Adam(learning_rate),
+        dataset_kwargs=replay_kwargs(s, seed, buffer, exploration=exploration),
+        callbacks=[rlcb.TargetUpdate(s["tau"], every=rounds * s["gradient_steps"])],
     )
 
 
 def sb3_dqn(env: Any, seed: int, s: dict) -> Any:
     from stable_baselines3 import DQN
 
-    return DQN("MlpPolicy", env, learning_rate=s["learning_rate"], buffer_size=s["buffer_size"],
+    n_steps = s["n_steps"]
+    if n_steps == "episode":
+        log("SB3's DQN has no episode returns: it runs 1-step returns (n_steps=1)")
+        n_steps = 1
+    learning_rate = s["learning_rate"]
+    if s["learning_rate_final"] is not None:  # SB3 schedules take the remaining progress, 1 -> 0
+        start, final = s["learning_rate"], s["learning_rate_final"]
+        learning_rate = lambda remaining: final + (start - final) * remaining
+    return DQN("MlpPolicy", env, learning_rate=learning_rate, buffer_size=s["buffer_size"],
                learning_starts=s["learning_starts"], batch_size=s["batch_size"], gamma=s["gamma"],
                train_freq=s["train_freq"], gradient_steps=s["gradient_steps"],
-               target_update_interval=s["target_update_interval"],
+               target_update_interval=s["target_update_interval"], tau=s["tau"], n_steps=n_steps,
                exploration_fraction=s["exploration_fraction"], exploration_final_eps=s["exploration_final_eps"],
                max_grad_norm=s["max_grad_norm"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
                seed=seed, verbose=0)
