@@ -35,19 +35,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     env_steps, eval_episodes = (3_000, 2) if args.quick else (50_000, 20)
-    learning_starts = 1_000
-    updates = env_steps - learning_starts  # train_freq=1, gradient_steps=1
     os.makedirs(args.out, exist_ok=True)
     model_file = os.path.join(args.out, "dqn_cartpole.keras")
 
     env = gym.make("CartPole-v1")
     agent = kerasrl.DQN.from_env(env, dueling=True, double=True, hidden=(256, 256), seed=args.seed)
-    agent.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.PolynomialDecay(1e-3, updates, 0.0)),
-                  steps_per_execution=50)
     buffer = kerasrl.PrioritizedReplayBuffer(100_000, alpha=0.6, beta=schedules.Linear(0.4, 1.0, env_steps),
                                              n_step="episode")
-    data = kerasrl.EnvDataset(env, agent, buffer=buffer, batch_size=64, learning_starts=learning_starts,
+    data = kerasrl.EnvDataset(env, agent, buffer=buffer, batch_size=64, learning_starts=1_000,
                               exploration=schedules.Linear(1.0, 0.02, env_steps // 5), seed=args.seed)
+    updates = data.updates_for(env_steps)  # one per env step after learning_starts
+    agent.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.PolynomialDecay(1e-3, updates, 0.0)),
+                  steps_per_execution=50)
     agent.fit(data, epochs=10, steps_per_epoch=updates // 10,
               callbacks=[rlcb.SoftTargetUpdate(tau=0.005), rlcb.PriorityRefresh()])
 
