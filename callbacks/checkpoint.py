@@ -69,6 +69,7 @@ class Checkpoint(keras.callbacks.Callback):
         """Writes one checkpoint now; returns its folder."""
         os.makedirs(self.directory, exist_ok=True)
         with dataset.lock:  # the collector waits, so buffer and counters agree
+            dataset.flush_priorities()  # the buffer as of the last finished update
             steps = dataset.env_steps
             final = os.path.join(self.directory, f"{CHECKPOINT_PREFIX}{steps:010d}")
             tmp = os.path.join(self.directory, f".tmp-{CHECKPOINT_PREFIX}{steps:010d}")

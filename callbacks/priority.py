@@ -6,6 +6,49 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+
+class TDErrorLog:
+    """A ring of the latest updates' (indices, |TD error|), written inside the train step.
+
+    The compiled step only writes a row into a variable, so it never waits for
+    Python (no `numpy_function`, no GIL, no lock; XLA stays on). The collector
+    reads the rows it has not applied yet with one gather before it samples.
+    Each row is `[step, indices..., td_errors...]` in float64 in one variable,
+    so a read of a row is never torn; the step column tells which rows are
+    written, because the variable writes of a compiled step may land in any
+    order.
+    """
+
+    def __init__(self, batch_size: int, rows: int):
+        self.batch_size, self.rows = int(batch_size), int(rows)
+        self.ring = tf.Variable(tf.fill([self.rows, 1 + 2 * self.batch_size], tf.constant(-1.0, tf.float64)),
+                                trainable=False, name="td_error_log")
+        self.applied = None  # the next step to apply; set by `start`
+
+    def record(self, step: Any, indices: Any, td_errors: Any) -> None:
+        """Graph side: one row for gradient step `step`."""
+        row = tf.concat([tf.reshape(tf.cast(step, tf.float64), [1]),
+                         tf.cast(tf.reshape(indices, [-1]), tf.float64),
+                         tf.cast(tf.reshape(td_errors, [-1]), tf.float64)], axis=0)
+        self.ring.scatter_update(tf.IndexedSlices(row[None], tf.reshape(step % self.rows, [1])))
+
+    def start(self, step: int) -> None:
+        self.applied = int(step)
+
+    def drain(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Python side: the rows of steps [applied, step) written so far, oldest first."""
+        steps = np.arange(self.applied, int(step))
+        if len(steps) == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        steps = steps[-self.rows:]  # older ones were overwritten: their priorities stay stale
+        rows = tf.gather(self.ring, steps % self.rows).numpy()
+        written = rows[:, 0] == steps
+        done = len(steps) if written.all() else int(np.argmin(written))  # stop at the first row still in flight
+        self.applied = int(steps[done - 1]) + 1 if done else self.applied
+        b = self.batch_size
+        return rows[:done, 1:1 + b].astype(np.int64).reshape(-1), rows[:done, 1 + b:].reshape(-1)
 
 
 class PriorityRefresh(keras.callbacks.Callback):
@@ -13,10 +56,14 @@ class PriorityRefresh(keras.callbacks.Callback):
 
     The agent's train step returns the per-sample |TD error| of every update;
     this callback connects it to the buffer, which turns it into priorities
-    (proportional or genetic). The write runs inside the compiled step, right
-    after each update, so it is exact for any `steps_per_execution`. With
-    `prefetch`, the next batch may be drawn before the current one's
-    priorities land, as in distributed prioritized replay (Ape-X).
+    (proportional or genetic). The compiled step records every update's TD
+    errors in a small ring of variables (a few hundred updates deep) and the
+    collector applies them to the buffer right before it samples, so every
+    batch is drawn with the priorities of all updates that have finished, at
+    any `steps_per_execution`, without the update ever waiting for Python.
+    Batches prepared ahead (`prefetch`, and the batches of one round of
+    `gradient_steps`, which are drawn together) do not see the priorities of
+    the updates still running, as in distributed prioritized replay (Ape-X).
 
     `Agent.fit` adds it when the EnvDataset's buffer is prioritized and no
     PriorityRefresh was given.
@@ -29,20 +76,29 @@ class PriorityRefresh(keras.callbacks.Callback):
     """
 
     def on_train_begin(self, logs: Any = None) -> None:
-        dataset = getattr(self.model, "env_dataset", None)
+        agent = self.model
+        dataset = getattr(agent, "env_dataset", None)
         if dataset is None or not getattr(dataset.buffer, "prioritized", False):
             raise ValueError("PriorityRefresh needs fit over an EnvDataset whose buffer is a "
                              "PrioritizedReplayBuffer.")
+        # Updates that can finish between two collector reads: the chunk in
+        # training, the prefetched ones and the one being collected.
+        rows = 64 * (dataset.prefetch + 3)
+        log = agent._td_log
+        if log is None or (log.batch_size, log.rows) != (dataset.batch_size, rows):
+            agent._td_log = log = TDErrorLog(dataset.batch_size, rows)
+            agent.make_train_function(force=True)  # the step now writes into this log
+        log.start(int(agent.num_gradient_steps.numpy()))
 
-        def write(indices: np.ndarray, td_errors: np.ndarray) -> None:
-            with dataset.lock:  # the collector adds to the same trees
-                try:
-                    dataset.buffer.update_priorities(indices, td_errors)
-                except ValueError as error:
-                    dataset.error = error  # fit re-raises it as it is
-                    raise
+        def apply() -> None:  # the collector calls it holding dataset.lock
+            indices, td_errors = log.drain(int(agent.num_gradient_steps.numpy()))
+            if len(indices):
+                dataset.buffer.update_priorities(indices, td_errors)
 
-        self.model._priority_writer = write
+        dataset.apply_priorities = apply
 
     def on_train_end(self, logs: Any = None) -> None:
-        self.model._priority_writer = None
+        dataset = self.model.env_dataset
+        with dataset.lock:
+            dataset.flush_priorities()  # the last updates' priorities, before anyone saves the buffer
+            dataset.apply_priorities = None

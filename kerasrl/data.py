@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -233,6 +233,9 @@ class EnvDataset:
         self._updates_left = 0
         self._reset_seed = seed
         self._fields_cache = self._fields()
+        # Set by callbacks.PriorityRefresh during fit: writes the finished
+        # updates' TD errors into the prioritized buffer (called holding the lock).
+        self.apply_priorities: Callable[[], None] | None = None
 
     def _check_spaces(self) -> None:
         for role, env_space, agent_space in (
@@ -354,6 +357,8 @@ class EnvDataset:
                             self.step()
                         self._updates_left = self.gradient_steps
                     self._updates_left -= 1
+                    if not batches:
+                        self.flush_priorities()
                     batch, indices = self.buffer.sample(self.batch_size)
                     if self.buffer.prioritized:
                         batch["indices"] = indices
@@ -366,6 +371,11 @@ class EnvDataset:
                 raise
             return tuple(np.asarray([b[name] for b in batches], dtype=dtype.as_numpy_dtype)
                          for name, dtype, _ in self._fields_cache)
+
+    def flush_priorities(self) -> None:
+        """Brings the prioritized buffer up to date with the finished updates (hold `lock`)."""
+        if self.apply_priorities is not None:
+            self.apply_priorities()
 
     def stats(self) -> dict[str, float]:
         """Episode statistics as they go into the logs."""
@@ -405,12 +415,13 @@ class EnvDataset:
 
         Batches come from the collector in chunks (at most 64) that divide both
         `gradient_steps` and `take`, so a chunk never straddles a round of
-        updates or the end of the data. A prioritized buffer gets single
-        batches, so each is drawn after the previous update's priorities.
+        updates or the end of the data. The batches of a chunk are drawn
+        together, so with a prioritized buffer they see the priorities of the
+        updates finished before the chunk, not of each other's.
         """
         fields = self._fields()
         common = math.gcd(self.gradient_steps, take) if take else self.gradient_steps
-        chunk = 1 if self.buffer.prioritized else max(d for d in range(1, 65) if common % d == 0)
+        chunk = max(d for d in range(1, 65) if common % d == 0)
         with self.lock:
             self._generation += 1
             generation = self._generation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Iterable
 
 import gymnasium as gym
@@ -19,7 +18,7 @@ from kerasrl.networks import NumpyMLP
 # passes them to the logs so History, the progress bar and CSVLogger see them.
 ENV_LOG_KEYS = ("episode_return", "episode_length", "env_steps", "exploration_rate")
 # Per-sample |TD error| an update may return; train_step hands it to the
-# prioritized buffer (through PriorityRefresh) instead of logging it.
+# prioritized buffer (through PriorityRefresh's TDErrorLog) instead of logging it.
 TD_ERRORS_KEY = "td_errors"
 
 
@@ -87,7 +86,7 @@ class Agent(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._act_rng = np.random.default_rng(seed)
         self._snapshot: dict | None = None
-        self._priority_writer: Callable | None = None  # set by callbacks.PriorityRefresh
+        self._td_log: Any = None  # a callbacks.priority.TDErrorLog, set by PriorityRefresh
 
     # ------------------------------------------------------------------ spaces
     @classmethod
@@ -291,9 +290,9 @@ class Agent(keras.Model):
             data = keras.utils.unpack_x_y_sample_weight(data)[0]
         metrics = dict(self.update(data))
         td_errors = metrics.pop(TD_ERRORS_KEY, None)
-        if td_errors is not None and "indices" in data:
-            # Into the buffer right after this update, at any steps_per_execution.
-            tf.numpy_function(self._write_priorities, [data["indices"], td_errors], [], stateful=True)
+        if td_errors is not None and "indices" in data and self._td_log is not None:
+            # For the buffer's priorities: the collector applies them before it samples.
+            self._td_log.record(self.num_gradient_steps, data["indices"], td_errors)
         self.num_gradient_steps.assign_add(1)
         tau = ops.where(self.target_update_due(), self.target_tau, 0.0)
         self.update_targets(tau)
@@ -307,10 +306,6 @@ class Agent(keras.Model):
             if key in data:
                 logs[key] = ops.cast(data[key], "float32")
         return logs
-
-    def _write_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        if self._priority_writer is not None:
-            self._priority_writer(indices, td_errors)
 
     @property
     def metrics(self) -> list:
@@ -407,14 +402,8 @@ class Agent(keras.Model):
             callbacks = list(callbacks or [])
             if not any(isinstance(cb, TargetUpdate) for cb in callbacks):
                 callbacks.append(self.default_target_update())
-            if dataset.buffer.prioritized:
-                if not any(isinstance(cb, PriorityRefresh) for cb in callbacks):
-                    callbacks.append(PriorityRefresh())
-                if self.jit_compile:  # the priority write is a numpy call inside the step
-                    warnings.warn("Prioritized replay writes priorities from the train step through "
-                                  "tf.numpy_function, which XLA cannot compile: jit_compile turned off.")
-                    self.jit_compile = False
-                    self.train_function = None
+            if dataset.buffer.prioritized and not any(isinstance(cb, PriorityRefresh) for cb in callbacks):
+                callbacks.append(PriorityRefresh())
             callbacks.sort(key=lambda cb: not getattr(cb, "writes_logs", False))
         self._forget_policy()
         self.env_dataset = dataset
