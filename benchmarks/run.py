@@ -40,10 +40,14 @@ class KerasrlRun:
     """What a kerasrl builder returns: an uncompiled agent and how to train it."""
 
     agent: Any
-    optimizer: Any  # a keras optimizer; compile gives each network a copy
+    optimizer: Any  # a keras optimizer (compile gives each network a copy), or a function of the run's updates
     dataset_kwargs: dict  # EnvDataset arguments (batch_size, learning_starts, ...)
     callbacks: list = field(default_factory=list)
     compile_kwargs: dict = field(default_factory=dict)
+
+
+    def make_optimizer(self, updates: int) -> Any:
+        return self.optimizer(updates) if callable(self.optimizer) else self.optimizer
 
 
 class Algo(NamedTuple):
@@ -151,11 +155,14 @@ def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
     rounds = max(1, s["target_update_interval"] // s["train_freq"])
     exploration = schedules.Linear(1.0, s["exploration_final_eps"],
                                    max(1, int(s["exploration_fraction"] * s["steps"])))
-    learning_rate = s["learning_rate"]
-    if s["learning_rate_final"] is not None:  # linear over the updates of the budget, like SB3's progress
-        updates = (s["steps"] - s["learning_starts"]) // s["train_freq"] * s["gradient_steps"]
-        learning_rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(1, updates),
-                                                                   s["learning_rate_final"])
+
+    def optimizer(updates: int) -> keras.optimizers.Optimizer:
+        if s["learning_rate_final"] is None:
+            return keras.optimizers.Adam(s["learning_rate"])
+        # Linear over the run's updates, like SB3's progress-based schedules.
+        return keras.optimizers.Adam(keras.optimizers.schedules.PolynomialDecay(
+            s["learning_rate"], max(1, updates), s["learning_rate_final"]))
+
     replay = dict(n_step=s["n_steps"], seed=seed)
     if s["prioritized"]:
         buffer = kerasrl.PrioritizedReplayBuffer(s["buffer_size"], alpha=0.6,
@@ -164,7 +171,7 @@ def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
         buffer = kerasrl.ReplayBuffer(s["buffer_size"], **replay)
     return KerasrlRun(
         agent=agent,
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         dataset_kwargs=replay_kwargs(s, seed, buffer, exploration=exploration),
         callbacks=[rlcb.TargetUpdate(s["tau"], every=rounds * s["gradient_steps"])],
     )
@@ -446,7 +453,7 @@ def run_kerasrl(job: dict) -> dict:
         epochs = -(-updates // steps_per_epoch)
         updates = epochs * steps_per_epoch
         callbacks += curve.callbacks()
-    agent.compile(optimizer=run.optimizer, steps_per_execution=spe, **run.compile_kwargs)
+    agent.compile(optimizer=run.make_optimizer(updates), steps_per_execution=spe, **run.compile_kwargs)
 
     start = time.perf_counter()
     agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
@@ -491,7 +498,7 @@ def run_ceiling(job: dict) -> dict:
     data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs, **dataset_options(job))
     batch = dict(zip([f[0] for f in data._fields()], data.next_batch()))  # after the warm-up steps
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    agent.compile(optimizer=run.optimizer, steps_per_execution=spe, **run.compile_kwargs)
+    agent.compile(optimizer=run.make_optimizer(n), steps_per_execution=spe, **run.compile_kwargs)
 
     start = time.perf_counter()
     agent.fit(dataset, epochs=1, steps_per_epoch=10 * spe, shuffle=False, verbose=0)  # trace + XLA compile

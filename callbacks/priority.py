@@ -13,12 +13,12 @@ class TDErrorLog:
     """A ring of the latest updates' (indices, |TD error|), written inside the train step.
 
     The compiled step only writes a row into a variable, so it never waits for
-    Python (no `numpy_function`, no GIL, no lock; XLA stays on). The collector
-    reads the rows it has not applied yet with one gather before it samples.
-    Each row is `[step, indices..., td_errors...]` in float64 in one variable,
-    so a read of a row is never torn; the step column tells which rows are
-    written, because the variable writes of a compiled step may land in any
-    order.
+    Python (no `numpy_function`, no GIL, no lock) and XLA can compile it. The
+    collector reads the rows it has not applied yet with one gather before it
+    samples. Each row is `[step, indices..., td_errors...]` in float64 in one
+    variable, so a read of a row is never torn; the step column tells which
+    rows are written, because the variable writes of a compiled step may land
+    in any order.
     """
 
     def __init__(self, batch_size: int, rows: int):

@@ -14,7 +14,6 @@ consistent buffer and counters.
 from __future__ import annotations
 
 import collections
-import math
 import threading
 from typing import Any, Callable
 
@@ -124,14 +123,15 @@ class EnvDataset:
         seed: seeds the environment, the random warm-up actions, the policy's
             sampling and the buffer's sampling.
         prefetch: chunks of batches prepared ahead of the update (0: collect
-            on demand). A chunk is one batch, or with `gradient_steps > 1`
-            up to 64 batches of a round (see `as_dataset`).
+            on demand). A chunk is up to `max(gradient_steps,
+            policy_sync_every)` batches, at most 64 (see `as_dataset`).
         policy_sync_every: batches between copies of the policy weights into
             the acting snapshot. A copy costs ~200 µs of eager variable reads
             for 256x256 networks and slows the concurrent update; measured on
             SAC Pendulum-v1 (2 cores): 146 updates/s at 1, 165 at 2, 197 at 4,
             against a ceiling of 204. Off-policy learning is insensitive to a
-            policy a few updates old; set 1 for the freshest policy.
+            policy a few updates old; set 1 for the freshest policy. It also
+            bounds how many batches are collected ahead in one chunk.
 
     The logs of `fit` get `episode_return` (mean of the last 10 finished
     episodes, NaN before the first), `episode_length` and `env_steps`.
@@ -326,9 +326,7 @@ class EnvDataset:
         """`count` consecutive batches, each field stacked on a new leading axis.
 
         Batch by batch: collect what is due (a round of `train_freq` steps
-        before every `gradient_steps` batches), then sample. One call for
-        several batches of a round saves the per-call cost of the tf.data
-        pipeline (~0.25 ms) without changing what is sampled when.
+        before every `gradient_steps` batches), then sample.
 
         A call from an iterator of an earlier `fit` (a prefetch that outlived
         it) returns zeros without touching the environment or the buffer.
@@ -413,15 +411,23 @@ class EnvDataset:
         """The tf.data.Dataset of batches: `take` of them, or endless (then give
         fit a steps_per_epoch). Collection stops with the last batch taken.
 
-        Batches come from the collector in chunks (at most 64) that divide both
-        `gradient_steps` and `take`, so a chunk never straddles a round of
-        updates or the end of the data. The batches of a chunk are drawn
-        together, so with a prioritized buffer they see the priorities of the
-        updates finished before the chunk, not of each other's.
+        Batches come from the collector in chunks: the largest count up to
+        `max(gradient_steps, policy_sync_every)` (and 64) that divides `take`
+        and is a divisor or a multiple of `gradient_steps`, so a chunk holds
+        whole rounds of updates or an equal part of one and never runs past
+        the end of the data. A chunk is collected and sampled round by round
+        as it would be batch by batch, but ahead of its updates: the acting
+        policy is up to about a chunk of updates older, which
+        `policy_sync_every` already allows (1 gives single batches, with
+        `gradient_steps=1`). With a prioritized buffer, the batches of a chunk
+        see the priorities of the updates finished before the chunk. One call
+        per chunk saves the per-call cost of the pipeline (~0.25 ms).
         """
         fields = self._fields()
-        common = math.gcd(self.gradient_steps, take) if take else self.gradient_steps
-        chunk = max(d for d in range(1, 65) if common % d == 0)
+        gs = self.gradient_steps
+        limit = min(64, max(gs, self.policy_sync_every))
+        chunk = max(d for d in range(1, limit + 1)
+                    if (take is None or take % d == 0) and (gs % d == 0 or d % gs == 0))
         with self.lock:
             self._generation += 1
             generation = self._generation
@@ -457,6 +463,7 @@ class EnvDataset:
         """
         with self.lock:
             self._generation += 1
+            self.apply_priorities = None  # a fit that failed did not reach PriorityRefresh.on_train_end
             if env:
                 self.env.env.close()
 

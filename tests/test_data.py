@@ -238,3 +238,17 @@ def test_rounds_of_updates_come_in_chunks_with_exact_collection(cartpole):
     # 3 batches taken above + 20 + 20 updates = 43 batches = 6 rounds (the 6th begun).
     assert history.history["env_steps"] == [32.0 + 3 * 16, 32.0 + 6 * 16]
     assert int(agent.num_gradient_steps.numpy()) == 40
+
+
+@pytest.mark.parametrize("policy_sync_every, chunk", [(4, 4), (3, 2), (1, 1)])
+def test_one_update_per_step_comes_in_chunks_bounded_by_policy_sync_every(cartpole, policy_sync_every, chunk):
+    """gradient_steps=1: chunks of up to policy_sync_every batches that divide the epoch,
+    still one env step per update and nothing collected past the end of the epoch."""
+    agent = make_sac(cartpole)
+    data = make_data(cartpole, agent, learning_starts=32, policy_sync_every=policy_sync_every)
+    counts = []
+    next_batches = data.next_batches
+    data.next_batches = lambda count, generation=None: counts.append(count) or next_batches(count, generation)
+    agent.fit(data, epochs=1, steps_per_epoch=20, verbose=0)
+    assert set(counts) == {chunk} and sum(counts) == 20
+    assert data.env_steps == 32 + 20

@@ -164,10 +164,11 @@ class RecordingBuffer(kerasrl.PrioritizedReplayBuffer):
         super().update_priorities(indices, td_errors)
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 4])
-def test_priority_refresh_writes_every_update(steps_per_execution, cartpole):
+@pytest.mark.parametrize("steps_per_execution, jit_compile", [(1, False), (4, True)])
+def test_priority_refresh_writes_every_update(steps_per_execution, jit_compile, cartpole):
     agent = kerasrl.DQN.from_env(cartpole, hidden=HIDDEN, seed=0)
-    agent.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=steps_per_execution)
+    agent.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=steps_per_execution,
+                  jit_compile=jit_compile)
     buffer = RecordingBuffer(1000, alpha=1.0, epsilon=0.0, seed=0)
     data = kerasrl.EnvDataset(cartpole, agent, buffer=buffer, batch_size=16, learning_starts=64, seed=0)
     agent.fit(data, epochs=2, steps_per_epoch=10, verbose=0, callbacks=[rlcb.PriorityRefresh()])
