@@ -45,7 +45,6 @@ class KerasrlRun:
     callbacks: list = field(default_factory=list)
     compile_kwargs: dict = field(default_factory=dict)
 
-
     def make_optimizer(self, updates: int) -> Any:
         return self.optimizer(updates) if callable(self.optimizer) else self.optimizer
 
