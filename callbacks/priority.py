@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasrl.data import MAX_CHUNK
+
 
 class TDErrorLog:
     """A ring of the latest updates' (indices, |TD error|), written inside the train step.
@@ -46,7 +48,8 @@ class TDErrorLog:
         rows = tf.gather(self.ring, steps % self.rows).numpy()
         written = rows[:, 0] == steps
         done = len(steps) if written.all() else int(np.argmin(written))  # stop at the first row still in flight
-        self.applied = int(steps[done - 1]) + 1 if done else self.applied
+        if done:
+            self.applied = int(steps[done - 1]) + 1
         b = self.batch_size
         return rows[:done, 1:1 + b].astype(np.int64).reshape(-1), rows[:done, 1 + b:].reshape(-1)
 
@@ -83,7 +86,7 @@ class PriorityRefresh(keras.callbacks.Callback):
                              "PrioritizedReplayBuffer.")
         # Updates that can finish between two collector reads: the chunk in
         # training, the prefetched ones and the one being collected.
-        rows = 64 * (dataset.prefetch + 3)
+        rows = MAX_CHUNK * (dataset.prefetch + 3)
         log = agent._td_log
         if log is None or (log.batch_size, log.rows) != (dataset.batch_size, rows):
             agent._td_log = log = TDErrorLog(dataset.batch_size, rows)
@@ -99,6 +102,5 @@ class PriorityRefresh(keras.callbacks.Callback):
 
     def on_train_end(self, logs: Any = None) -> None:
         dataset = self.model.env_dataset
-        with dataset.lock:
+        with dataset.lock:  # EnvDataset.close() disconnects it when fit returns
             dataset.flush_priorities()  # the last updates' priorities, before anyone saves the buffer
-            dataset.apply_priorities = None

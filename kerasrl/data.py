@@ -26,6 +26,7 @@ from kerasrl import schedules, spaces
 from kerasrl.buffers import ReplayBuffer
 
 AUTORESET = gym.vector.AutoresetMode
+MAX_CHUNK = 64  # batches per hand-over to the update, at most
 
 
 class _SingleEnv:
@@ -425,7 +426,7 @@ class EnvDataset:
         """
         fields = self._fields()
         gs = self.gradient_steps
-        limit = min(64, max(gs, self.policy_sync_every))
+        limit = min(MAX_CHUNK, max(gs, self.policy_sync_every))
         chunk = max(d for d in range(1, limit + 1)
                     if (take is None or take % d == 0) and (gs % d == 0 or d % gs == 0))
         with self.lock:
