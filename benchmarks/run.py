@@ -71,6 +71,7 @@ SAC_DEFAULTS = {
     "train_freq": 1,
     "gradient_steps": 1,
     "ent_coef": "auto",
+    "dtype": "float32",  # kerasrl only: the agent's dtype policy ("mixed_bfloat16": bfloat16 hidden layers)
 }
 
 
@@ -90,7 +91,7 @@ def kerasrl_sac(env: Any, seed: int, s: dict) -> KerasrlRun:
     import kerasrl
 
     agent = kerasrl.SAC.from_env(env, hidden=s["net_arch"], gamma=s["gamma"], tau=s["tau"],
-                                 alpha=s["ent_coef"], seed=seed)
+                                 alpha=s["ent_coef"], dtype=s["dtype"], seed=seed)
     return KerasrlRun(
         agent=agent,
         optimizer=keras.optimizers.Adam(s["learning_rate"]),
@@ -129,6 +130,7 @@ DQN_DEFAULTS = {
     "learning_rate_final": None,  # a number: the learning rate decays linearly to it over the budget
     "double": True,  # kerasrl only (SB3 has plain DQN); the networks are the same size
     "dueling": False,  # kerasrl only
+    "dtype": "float32",  # kerasrl only: the agent's dtype policy
     "prioritized": False,  # kerasrl only: PrioritizedReplayBuffer(alpha=0.6, beta 0.4 -> 1 over the budget)
 }
 DQN_ENV_DEFAULTS = {
@@ -147,7 +149,8 @@ def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
     from kerasrl import callbacks as rlcb, schedules
 
     agent = kerasrl.DQN.from_env(env, hidden=s["net_arch"], gamma=s["gamma"], double=s["double"],
-                                 dueling=s["dueling"], max_grad_norm=s["max_grad_norm"], seed=seed)
+                                 dueling=s["dueling"], max_grad_norm=s["max_grad_norm"], dtype=s["dtype"],
+                                 seed=seed)
     # SB3 updates the target every target_update_interval env steps, but only
     # gradient steps move the online network: the update lands once per round
     # of gradient_steps updates, or every (interval / train_freq) rounds.
@@ -212,6 +215,7 @@ TD3_DEFAULTS = {
     "policy_delay": 2,  # TD3 only: DDPG updates its actor every step
     "target_noise": 0.2,
     "target_noise_clip": 0.5,
+    "dtype": "float32",  # kerasrl only: the agent's dtype policy
 }
 # SAC on HalfCheetahBulletEnv-v0 (rl-zoo's sac.yml without gSDE and the time-feature wrapper).
 SAC_ENV_DEFAULTS = {
@@ -226,7 +230,7 @@ def kerasrl_td3(env: Any, seed: int, s: dict, ddpg: bool = False) -> KerasrlRun:
     import kerasrl
     from kerasrl import callbacks as rlcb, noise
 
-    common = dict(hidden=s["net_arch"], gamma=s["gamma"], tau=s["tau"], seed=seed)
+    common = dict(hidden=s["net_arch"], gamma=s["gamma"], tau=s["tau"], dtype=s["dtype"], seed=seed)
     if ddpg:
         agent = kerasrl.DDPG.from_env(env, **common)
     else:

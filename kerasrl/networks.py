@@ -61,18 +61,24 @@ def mlp(
     output_activation: str | None = None,
     seed: int | None = None,
     dueling: bool = False,
+    dtype: Any = None,
 ) -> keras.Sequential:
     """A built `keras.Sequential` of Dense layers: `input_dim -> hidden -> output_dim`.
 
     With `dueling=True` the output layer is a `DuelingHead` of `output_dim` actions.
+    `dtype` is the hidden layers' dtype policy (Keras' global one if None); the
+    output layer always computes in float32, so losses and targets stay float32
+    under a mixed policy such as "mixed_bfloat16".
     """
     init = lambda i: keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
     layers = [keras.Input(shape=(input_dim,))]
-    layers += [keras.layers.Dense(u, activation=activation, kernel_initializer=init(i)) for i, u in enumerate(hidden)]
+    layers += [keras.layers.Dense(u, activation=activation, kernel_initializer=init(i), dtype=dtype)
+               for i, u in enumerate(hidden)]
     if dueling:
-        layers.append(DuelingHead(output_dim, kernel_initializer=init(len(hidden))))
+        layers.append(DuelingHead(output_dim, kernel_initializer=init(len(hidden)), dtype="float32"))
     else:
-        layers.append(keras.layers.Dense(output_dim, activation=output_activation, kernel_initializer=init(len(hidden))))
+        layers.append(keras.layers.Dense(output_dim, activation=output_activation, kernel_initializer=init(len(hidden)),
+                                         dtype="float32"))
     return keras.Sequential(layers, name=name)
 
 
@@ -82,26 +88,28 @@ def nature_cnn(
     name: str = "nature_cnn",
     seed: int | None = None,
     dueling: bool = False,
+    dtype: Any = None,
 ) -> keras.Sequential:
     """The Nature DQN network (Mnih et al. 2015) over channels-first frame stacks.
 
     Input `(k, H, W)` frames with values 0-255 (uint8 in the buffer); they are
     scaled to [0, 1] inside the model. Three convolutions (32x8x8/4, 64x4x4/2,
     64x3x3/1), a 512-unit dense layer and the Q head, all with orthogonal
-    initialisation (gain sqrt(2) before ReLUs, 1 for the head).
+    initialisation (gain sqrt(2) before ReLUs, 1 for the head). `dtype` as in
+    `mlp`: the torso's policy; the head computes in float32.
     """
     init = lambda i, gain=2 ** 0.5: keras.initializers.Orthogonal(gain=gain, seed=None if seed is None else seed + i)
-    head = (DuelingHead(output_dim, kernel_initializer=init(5, 1.0)) if dueling
-            else keras.layers.Dense(output_dim, kernel_initializer=init(5, 1.0)))
+    head = (DuelingHead(output_dim, kernel_initializer=init(5, 1.0), dtype="float32") if dueling
+            else keras.layers.Dense(output_dim, kernel_initializer=init(5, 1.0), dtype="float32"))
     return keras.Sequential([
         keras.Input(shape=tuple(input_shape)),
-        keras.layers.Permute((2, 3, 1)),  # (k, H, W) -> (H, W, k): Keras convolutions are channels-last
-        keras.layers.Rescaling(1.0 / 255.0),
-        keras.layers.Conv2D(32, 8, strides=4, activation="relu", kernel_initializer=init(1)),
-        keras.layers.Conv2D(64, 4, strides=2, activation="relu", kernel_initializer=init(2)),
-        keras.layers.Conv2D(64, 3, strides=1, activation="relu", kernel_initializer=init(3)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(512, activation="relu", kernel_initializer=init(4)),
+        keras.layers.Permute((2, 3, 1), dtype=dtype),  # (k, H, W) -> (H, W, k): Keras convolutions are channels-last
+        keras.layers.Rescaling(1.0 / 255.0, dtype=dtype),
+        keras.layers.Conv2D(32, 8, strides=4, activation="relu", kernel_initializer=init(1), dtype=dtype),
+        keras.layers.Conv2D(64, 4, strides=2, activation="relu", kernel_initializer=init(2), dtype=dtype),
+        keras.layers.Conv2D(64, 3, strides=1, activation="relu", kernel_initializer=init(3), dtype=dtype),
+        keras.layers.Flatten(dtype=dtype),
+        keras.layers.Dense(512, activation="relu", kernel_initializer=init(4), dtype=dtype),
         head,
     ], name=name)
 

@@ -56,6 +56,10 @@ AGENT_CASES = [
               lambda env: kerasrl.TD3.from_env(env, hidden=HIDDEN, seed=0, policy_delay=2)),
     AgentCase("ddpg", "MountainCarContinuous-v0",
               lambda env: kerasrl.DDPG.from_env(env, hidden=HIDDEN, seed=0), {"jit_compile": False}),
+    AgentCase("td3-mixed-bfloat16", "Pendulum-v1",
+              lambda env: kerasrl.TD3.from_env(env, hidden=HIDDEN, seed=0, dtype="mixed_bfloat16")),
+    AgentCase("sac-box-mixed-bfloat16", "Pendulum-v1",
+              lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0, dtype="mixed_bfloat16")),
 ]
 
 
@@ -168,6 +172,32 @@ class TestAgentContract:
         for role, opt in optimizers(again).items():
             assert int(opt.iterations.numpy()) == optimizer_steps(again, role, 25), role
         assert np.isfinite(history.history["loss"][-1])
+
+
+@pytest.mark.parametrize("algo,env_id", [("SAC", "Pendulum-v1"), ("SAC", "CartPole-v1"), ("TD3", "Pendulum-v1"),
+                                         ("DQN", "CartPole-v1")])
+def test_mixed_bfloat16_hidden_layers_and_float32_outputs(algo, env_id):
+    env = gym.make(env_id)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")  # Keras' global switch reaches the agent too
+    try:
+        agent = getattr(kerasrl, algo).from_env(env, hidden=HIDDEN, seed=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert agent.dtype_policy.name == "mixed_bfloat16"
+    obs = np.stack([env.observation_space.sample() for _ in range(4)]).astype("float32")
+    for net in agent.policy_networks().values():
+        *hidden, head = net.layers
+        assert [layer.compute_dtype for layer in hidden] == ["bfloat16"] * len(HIDDEN)
+        assert head.compute_dtype == "float32"
+        assert all(v.dtype == "float32" for v in net.weights)
+        assert keras.ops.convert_to_numpy(net(agent.preprocess(obs))).dtype == np.float32
+    # A fitted agent's losses are finite and stay float32.
+    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = agent.fit(make_data(env, agent, learning_starts=32, batch_size=16), epochs=1, steps_per_epoch=10,
+                        verbose=0)
+    assert all(np.isfinite(history.history[key][-1]) for key in agent.metric_names)
+    assert type(agent).from_config(agent.get_config()).dtype_policy.name == "mixed_bfloat16"
 
 
 # ------------------------------------------------------------------- acting

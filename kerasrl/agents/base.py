@@ -53,6 +53,12 @@ class Agent(keras.Model):
 
     Counters: `num_gradient_steps` and `num_env_steps` are variables, saved in
     `.keras` files.
+
+    Precision: `dtype="mixed_bfloat16"` (or Keras' global
+    `keras.config.set_dtype_policy("mixed_bfloat16")`) runs the hidden layers
+    in bfloat16 with float32 variables; output layers, losses and targets stay
+    float32, and acting stays float32. On CPUs with AVX512-BF16 this made the
+    TD3 update ~1.25x faster here (see the README's benchmark table).
     """
 
     metric_names: tuple[str, ...] = ("loss",)
@@ -431,6 +437,7 @@ class Agent(keras.Model):
             "target_update_interval": self.target_update_interval,
             "seed": self.seed,
             "name": self.name,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
     @classmethod

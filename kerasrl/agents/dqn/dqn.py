@@ -109,13 +109,13 @@ class DQN(Agent):
         net_seed = None if seed is None else seed * 100
         if torso == "nature_cnn":
             shape = self.observation_space.shape
-            self.q_network = nature_cnn(shape, self.n_actions, "q_network", net_seed, self.dueling)
-            self.q_target = nature_cnn(shape, self.n_actions, "q_target", dueling=self.dueling)
+            self.q_network = nature_cnn(shape, self.n_actions, "q_network", net_seed, self.dueling, self.dtype_policy)
+            self.q_target = nature_cnn(shape, self.n_actions, "q_target", dueling=self.dueling, dtype=self.dtype_policy)
         else:
             self.q_network = mlp(self.obs_dim, self.hidden, self.n_actions, activation, name="q_network",
-                                 seed=net_seed, dueling=self.dueling)
+                                 seed=net_seed, dueling=self.dueling, dtype=self.dtype_policy)
             self.q_target = mlp(self.obs_dim, self.hidden, self.n_actions, activation, name="q_target",
-                                dueling=self.dueling)
+                                dueling=self.dueling, dtype=self.dtype_policy)
         self.q_target.trainable = False
         copy_weights(self.q_network, self.q_target)
         self.built = True

@@ -105,16 +105,18 @@ class SAC(Agent):
         critic_out = self.act_dim if self.discrete else 1
         actor_out = self.act_dim if self.discrete else 2 * self.act_dim
         net_seed = lambda k: None if seed is None else seed * 100 + 10 * k
-        self.actor = mlp(self.obs_dim, self.hidden, actor_out, activation, name="actor", seed=net_seed(1))
-        self.critic1 = mlp(critic_in, self.hidden, critic_out, activation, name="critic1", seed=net_seed(2))
-        self.critic2 = mlp(critic_in, self.hidden, critic_out, activation, name="critic2", seed=net_seed(3))
+        net = lambda n_in, n_out, name, k=None: mlp(n_in, self.hidden, n_out, activation, name=name,
+                                                    seed=None if k is None else net_seed(k), dtype=self.dtype_policy)
+        self.actor = net(self.obs_dim, actor_out, "actor", 1)
+        self.critic1 = net(critic_in, critic_out, "critic1", 2)
+        self.critic2 = net(critic_in, critic_out, "critic2", 3)
         if self.use_value_network:
-            self.value = mlp(self.obs_dim, self.hidden, 1, activation, name="value", seed=net_seed(4))
-            self.value_target = mlp(self.obs_dim, self.hidden, 1, activation, name="value_target")
+            self.value = net(self.obs_dim, 1, "value", 4)
+            self.value_target = net(self.obs_dim, 1, "value_target")
             self._targets = [(self.value, self.value_target)]
         else:
-            self.critic1_target = mlp(critic_in, self.hidden, critic_out, activation, name="critic1_target")
-            self.critic2_target = mlp(critic_in, self.hidden, critic_out, activation, name="critic2_target")
+            self.critic1_target = net(critic_in, critic_out, "critic1_target")
+            self.critic2_target = net(critic_in, critic_out, "critic2_target")
             self._targets = [(self.critic1, self.critic1_target), (self.critic2, self.critic2_target)]
         for online, target in self._targets:
             target.trainable = False

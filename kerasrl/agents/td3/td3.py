@@ -100,12 +100,14 @@ class TD3(Agent):
         net_seed = lambda k: None if seed is None else seed * 100 + 10 * k
         critic_in = self.obs_dim + self.act_dim
         self.actor = mlp(self.obs_dim, self.hidden, self.act_dim, activation, name="actor",
-                         output_activation="tanh", seed=net_seed(1))
+                         output_activation="tanh", seed=net_seed(1), dtype=self.dtype_policy)
         self.actor_target = mlp(self.obs_dim, self.hidden, self.act_dim, activation, name="actor_target",
-                                output_activation="tanh")
-        self.critics = [mlp(critic_in, self.hidden, 1, activation, name=f"critic{i + 1}", seed=net_seed(2 + i))
+                                output_activation="tanh", dtype=self.dtype_policy)
+        self.critics = [mlp(critic_in, self.hidden, 1, activation, name=f"critic{i + 1}", seed=net_seed(2 + i),
+                            dtype=self.dtype_policy)
                         for i in range(self.n_critics)]
-        self.critic_targets = [mlp(critic_in, self.hidden, 1, activation, name=f"critic{i + 1}_target")
+        self.critic_targets = [mlp(critic_in, self.hidden, 1, activation, name=f"critic{i + 1}_target",
+                                   dtype=self.dtype_policy)
                                for i in range(self.n_critics)]
         self._targets = [(self.actor, self.actor_target)] + list(zip(self.critics, self.critic_targets))
         for online, target in self._targets:
