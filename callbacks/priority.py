@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasrl.data import MAX_CHUNK
+from kerasrl.networks import read_numpy
 
 
 class TDErrorLog:
@@ -45,7 +46,9 @@ class TDErrorLog:
         if len(steps) == 0:
             return np.zeros(0, np.int64), np.zeros(0)
         steps = steps[-self.rows:]  # older ones were overwritten: their priorities stay stale
-        rows = tf.gather(self.ring, steps % self.rows).numpy()
+        # A bare gather: tf.gather's wrappers cost ~40 µs more, on the collector's critical path.
+        rows = tf.raw_ops.ResourceGather(resource=self.ring.handle, indices=steps % self.rows,
+                                         dtype=tf.float64).numpy()
         written = rows[:, 0] == steps
         done = len(steps) if written.all() else int(np.argmin(written))  # stop at the first row still in flight
         if done:
@@ -94,7 +97,7 @@ class PriorityRefresh(keras.callbacks.Callback):
         log.start(int(agent.num_gradient_steps.numpy()))
 
         def apply() -> None:  # the collector calls it holding dataset.lock
-            indices, td_errors = log.drain(int(agent.num_gradient_steps.numpy()))
+            indices, td_errors = log.drain(int(read_numpy(agent.num_gradient_steps)))
             if len(indices):
                 dataset.buffer.update_priorities(indices, td_errors)
 

@@ -201,6 +201,22 @@ def test_mixed_bfloat16_hidden_layers_and_float32_outputs(algo, env_id):
 
 
 # ------------------------------------------------------------------- acting
+def test_policy_snapshot_holds_until_refreshed(pendulum):
+    agent = make_sac(pendulum)
+    obs = np.stack([pendulum.observation_space.sample() for _ in range(5)])
+    before = agent.act(obs, deterministic=True)
+    agent.fit(make_data(pendulum, agent), epochs=1, steps_per_epoch=10, verbose=0)
+    snapshot = agent.policy_snapshot()
+    acted = agent.act(obs, deterministic=True)
+    assert not np.array_equal(acted, before)  # fit renewed the copy
+    for w in agent.actor.weights:  # the update writes into the variables the copy was read from
+        w.assign(w + 1.0)
+    np.testing.assert_array_equal(agent.act(obs, deterministic=True), acted)
+    agent.refresh_policy()
+    assert agent.policy_snapshot() is snapshot
+    assert not np.array_equal(agent.act(obs, deterministic=True), acted)
+
+
 def test_box_actions_respect_asymmetric_bounds():
     env = RescaleAction(gym.make("Pendulum-v1"), min_action=np.float32(0.0), max_action=np.float32(5.0))
     agent = make_sac(env, compile=False)
