@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
                        help="hidden layer sizes of every network (default: the agent's: 256 256 for SAC, "
                             "64 64 for DQN, 400 300 for TD3 and DDPG)")
+    train.add_argument("--dtype", choices=("float32", "mixed_bfloat16"), default="float32",
+                       help="dtype policy of the hidden layers (mixed_bfloat16: faster on CPUs with AVX512-BF16)")
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every network")
     train.add_argument("--gamma", type=float, default=0.99, help="discount factor")
     train.add_argument("--tau", type=float, default=None,
@@ -269,7 +271,9 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         raise CLIError(f"--noise-std must be >= 0, got {args.noise_std}")
     probe = make_env(args.env)
     try:
-        options = {} if args.tau is None else {"tau": args.tau}
+        options = {"dtype": args.dtype}
+        if args.tau is not None:
+            options["tau"] = args.tau
         if args.hidden is not None:
             options["hidden"] = args.hidden
         agent = ALGOS[args.algo].from_env(probe, gamma=args.gamma, seed=args.seed, **options)

@@ -158,6 +158,17 @@ def test_train_td3_and_ddpg_with_their_noise_then_plot(algo, noise_type, tmp_pat
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 10_000
 
 
+def test_train_with_bfloat16_hidden_layers(tmp_path):
+    import keras
+
+    out = tmp_path / "td3-bf16"
+    assert cli.main(["train", "td3", "Pendulum-v1", "--steps", "300", "--out", str(out), "--dtype", "mixed_bfloat16",
+                     *TINY]) == 0
+    agent = keras.saving.load_model(out / "agent.keras")
+    assert agent.dtype_policy.name == "mixed_bfloat16"
+    assert agent.actor.layers[0].compute_dtype == "bfloat16" and agent.actor.layers[-1].compute_dtype == "float32"
+
+
 def test_plot_mean_and_band_across_seeds(tmp_path):
     from kerasrl import plot
 
