@@ -94,7 +94,7 @@ class PriorityRefresh(keras.callbacks.Callback):
         if log is None or (log.batch_size, log.rows) != (dataset.batch_size, rows):
             agent._td_log = log = TDErrorLog(dataset.batch_size, rows)
             agent.make_train_function(force=True)  # the step now writes into this log
-        log.start(int(agent.num_gradient_steps.numpy()))
+        log.start(int(read_numpy(agent.num_gradient_steps)))
 
         def apply() -> None:  # the collector calls it holding dataset.lock
             indices, td_errors = log.drain(int(read_numpy(agent.num_gradient_steps)))

@@ -127,10 +127,11 @@ class EnvDataset:
             on demand). A chunk is up to `max(gradient_steps,
             policy_sync_every)` batches, at most 64 (see `as_dataset`).
         policy_sync_every: batches between copies of the policy weights into
-            the acting snapshot. A copy costs ~200 µs of eager variable reads
-            for 256x256 networks and slows the concurrent update; measured on
-            SAC Pendulum-v1 (2 cores): 146 updates/s at 1, 165 at 2, 197 at 4,
-            against a ceiling of 204. Off-policy learning is insensitive to a
+            the acting snapshot. A copy of 256x256 networks costs ~60 µs of
+            bare variable reads on an idle machine, several times that beside
+            a running update, which it slows; measured on SAC Pendulum-v1 (2
+            cores, when a copy still cost ~200 µs): 146 updates/s at 1, 165 at
+            2, 197 at 4, against a ceiling of 204. Off-policy learning is insensitive to a
             policy a few updates old; set 1 for the freshest policy. It also
             bounds how many batches are collected ahead in one chunk.
 
