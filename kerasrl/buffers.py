@@ -139,28 +139,42 @@ class ReplayBuffer:
             raise ValueError("An n-step replay buffer needs gamma (EnvDataset sets the agent's).")
         truncated = np.zeros(n, bool) if truncated is None else np.asarray(truncated, bool).reshape(n)
         env_ids = np.arange(n) if env_ids is None else np.asarray(env_ids).reshape(n)
-        ready = []
+        ready = []  # (window, count, next_observation, terminated): the first `count` steps are complete
         for row in range(n):
             window = self._windows.setdefault(int(env_ids[row]), [])
-            window.append({k: np.array(transition[k][row]) for k in ("observation", "action", "reward")})
-            ended = bool(transition["terminated"][row]) or bool(truncated[row])
-            if ended:
-                ready += self._returns(window, transition["next_observation"][row], transition["terminated"][row])
+            window.append((np.array(transition["observation"][row]), np.array(transition["action"][row]),
+                           float(transition["reward"][row])))
+            if transition["terminated"][row] or truncated[row]:
+                ready.append((list(window), len(window), transition["next_observation"][row],
+                              transition["terminated"][row]))
                 window.clear()
             elif self.n_step != "episode" and len(window) == self.n_step:
-                ready += self._returns(window, transition["next_observation"][row], 0.0)[:1]
+                ready.append((list(window), 1, transition["next_observation"][row], 0.0))
                 window.pop(0)
         if ready:
-            self._store({k: np.stack([item[k] for item in ready]) for k in self.fields})
+            self._store(self._returns(ready))
 
-    def _returns(self, window: list, next_observation: np.ndarray, terminated: float) -> list[dict]:
-        """Discounted returns from each step of `window` to its end, newest last."""
-        out, ret = [], 0.0
-        for k, step in enumerate(reversed(window)):
-            ret = float(step["reward"]) + self.gamma * ret
-            out.append({**step, "reward": np.float32(ret), "next_observation": np.array(next_observation),
-                        "terminated": np.float32(terminated), "discount": np.float32(self.gamma ** (k + 1))})
-        return out[::-1]
+    def _returns(self, ready: list) -> dict[str, np.ndarray]:
+        """The n-step transitions of complete windows: from each of a window's
+        first `count` steps, the discounted return to the window's end."""
+        rows = {name: [] for name in self.fields}
+        for window, count, next_observation, terminated in ready:
+            rewards = [step[2] for step in window]
+            ret, returns = 0.0, []
+            for reward in reversed(rewards):  # returns[k]: from step len - 1 - k to the end
+                ret = reward + self.gamma * ret
+                returns.append(ret)
+            length = len(window)
+            for i in range(count):
+                rows["observation"].append(window[i][0])
+                rows["action"].append(window[i][1])
+                rows["reward"].append(returns[length - 1 - i])
+                rows["next_observation"].append(next_observation)
+                rows["terminated"].append(terminated)
+                rows["discount"].append(self.gamma ** (length - i))
+        dtypes = {name: dtype for name, (_, dtype) in self._spec.items()}
+        dtypes["discount"] = np.float32
+        return {name: np.asarray(values, dtype=dtypes[name]) for name, values in rows.items()}
 
     def _store(self, transition: dict[str, np.ndarray]) -> np.ndarray:
         """Writes ready transitions into the circular storage; returns their indices."""
@@ -312,7 +326,9 @@ class SegmentTree:
 
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
         indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
-        values = np.broadcast_to(np.asarray(values, dtype=np.float64), indices.shape)
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != indices.shape:
+            values = np.broadcast_to(values, indices.shape)
         _tree_update(self.tree, self.leaves, indices, np.ascontiguousarray(values), self.op)
 
     @property

@@ -294,28 +294,31 @@ class EnvDataset:
             for i in np.flatnonzero(info["_final_obs"]):
                 stored_next[i] = info["final_obs"][i]
         keep = ~self._skip
+        # Views rather than copies when every row is a real transition (the usual case).
+        rows = slice(None) if keep.all() else keep
         if keep.any():
             self.buffer.add(
-                obs[keep].astype(self.obs_dtype, copy=False),
-                np.asarray(actions)[keep].astype(self.action_dtype, copy=False),
-                rewards[keep].astype(np.float32),
-                stored_next[keep].astype(self.obs_dtype, copy=False),
-                np.asarray(terminated)[keep],
-                truncated=np.asarray(truncated)[keep],
+                obs[rows].astype(self.obs_dtype, copy=False),
+                np.asarray(actions)[rows].astype(self.action_dtype, copy=False),
+                rewards[rows].astype(np.float32),
+                stored_next[rows].astype(self.obs_dtype, copy=False),
+                np.asarray(terminated)[rows],
+                truncated=np.asarray(truncated)[rows],
                 env_ids=np.flatnonzero(keep),
             )
         self.env_steps += int(keep.sum())
-        self._running_return[keep] += rewards[keep]
-        self._running_length[keep] += 1
-        if self.action_noise is not None and done.any():
-            self.action_noise.reset(np.flatnonzero(done))
-        for i in np.flatnonzero(done & keep):
-            self.episodes += 1
-            self.recent_returns.append(float(self._running_return[i]))
-            self.recent_lengths.append(int(self._running_length[i]))
-            self._episode_means = None
-            self._running_return[i] = 0.0
-            self._running_length[i] = 0
+        self._running_return[rows] += rewards[rows]
+        self._running_length[rows] += 1
+        if done.any():
+            if self.action_noise is not None:
+                self.action_noise.reset(np.flatnonzero(done))
+            for i in np.flatnonzero(done & keep):
+                self.episodes += 1
+                self.recent_returns.append(float(self._running_return[i]))
+                self.recent_lengths.append(int(self._running_length[i]))
+                self._episode_means = None
+                self._running_return[i] = 0.0
+                self._running_length[i] = 0
         if getattr(self.env, "mode", AUTORESET.SAME_STEP) == AUTORESET.NEXT_STEP:
             self._skip = done
         self._obs = next_obs

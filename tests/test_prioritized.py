@@ -32,7 +32,8 @@ def test_segment_trees_match_brute_force(capacity, updates):
     np.testing.assert_array_equal(trees["sum"][np.arange(capacity)], values["sum"])
 
 
-@given(priorities=st.lists(st.floats(0.0, 10.0), min_size=1, max_size=50), fractions=st.lists(
+# No subnormal priorities: there fraction * total can round up to the total itself.
+@given(priorities=st.lists(st.floats(0.0, 10.0, allow_subnormal=False), min_size=1, max_size=50), fractions=st.lists(
     st.floats(0.0, 0.999999), min_size=1, max_size=20))
 def test_prefix_sum_search_matches_cumsum(priorities, fractions):
     p = np.asarray(priorities)

@@ -139,7 +139,8 @@ class DQN(Agent):
         greedy = nets["q"](obs).argmax(axis=-1)
         if not deterministic:
             explore = rng.random(len(obs)) < (self.epsilon if epsilon is None else epsilon)
-            greedy = np.where(explore, rng.integers(0, self.n_actions, len(obs)), greedy)
+            if explore.any():
+                greedy = np.where(explore, rng.integers(0, self.n_actions, len(obs)), greedy)
         return greedy + self.action_space.start
 
     # ---------------------------------------------------------------- update
