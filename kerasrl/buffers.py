@@ -159,16 +159,16 @@ class ReplayBuffer:
         first `count` steps, the discounted return to the window's end."""
         rows = {name: [] for name in self.fields}
         for window, count, next_observation, terminated in ready:
-            rewards = [step[2] for step in window]
             ret, returns = 0.0, []
-            for reward in reversed(rewards):  # returns[k]: from step len - 1 - k to the end
+            for _, _, reward in reversed(window):
                 ret = reward + self.gamma * ret
                 returns.append(ret)
+            returns.reverse()  # returns[i]: from step i to the window's end
             length = len(window)
             for i in range(count):
                 rows["observation"].append(window[i][0])
                 rows["action"].append(window[i][1])
-                rows["reward"].append(returns[length - 1 - i])
+                rows["reward"].append(returns[i])
                 rows["next_observation"].append(next_observation)
                 rows["terminated"].append(terminated)
                 rows["discount"].append(self.gamma ** (length - i))
