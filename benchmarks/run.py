@@ -4,10 +4,11 @@
 
 Prints JSON lines on stdout (and appends them to --out): one per training run,
 one with the ceiling (the same agent's updates on an in-memory batch, no
-environment; measured beside each kerasrl run and averaged) and a summary. Everything else (TF/absl logs, warnings) goes to
-stderr. Each run executes in a fresh Python process by default, so every run
-pays the same start-up and compilation costs and torch never shares a process
-with TensorFlow; `--in-process` runs everything in this process instead.
+environment; measured beside each kerasrl run and averaged) and a summary.
+Everything else (TF/absl logs, warnings) goes to stderr. Each run executes in a
+fresh Python process by default, so every run pays the same start-up and
+compilation costs and torch never shares a process with TensorFlow;
+`--in-process` runs everything in this process instead.
 
 New algorithms register one entry in `ALGOS`: a kerasrl builder, an SB3
 builder and their shared default settings.
