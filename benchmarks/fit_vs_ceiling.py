@@ -44,7 +44,6 @@ def main() -> None:
     harness.configure_threads(job)
 
     import gymnasium as gym
-    import tensorflow as tf
     import kerasrl
 
     class TimedEnvDataset(kerasrl.EnvDataset):
@@ -67,8 +66,7 @@ def main() -> None:
                   steps_per_execution=args.steps_per_execution, **run.compile_kwargs)
     warmup = max(args.steps_per_execution, 500 // args.steps_per_execution * args.steps_per_execution)
     agent.fit(data, epochs=1, steps_per_epoch=warmup, callbacks=list(run.callbacks), verbose=0)
-    batch = dict(zip([f[0] for f in data._fields()], data.next_batch()))
-    fixed = tf.data.Dataset.from_tensors(batch).repeat()
+    fixed = harness.fixed_batch_dataset(data)
     agent.fit(fixed, epochs=1, steps_per_epoch=warmup, verbose=0)
 
     rates = {"fit": [], "ceiling": []}

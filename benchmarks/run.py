@@ -486,9 +486,16 @@ def run_kerasrl(job: dict) -> dict:
     }
 
 
+def fixed_batch_dataset(data: Any) -> Any:
+    """The ceiling's input: one batch from `data` (after its warm-up steps), repeated without end."""
+    import tensorflow as tf
+
+    batch = dict(zip([f[0] for f in data._fields()], data.next_batch()))
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
 def run_ceiling(job: dict) -> dict:
     import gymnasium as gym
-    import tensorflow as tf
     import kerasrl
 
     configure_threads(job)
@@ -500,8 +507,7 @@ def run_ceiling(job: dict) -> dict:
     run = algo.kerasrl(env, 0, settings)
     agent = run.agent
     data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs, **dataset_options(job))
-    batch = dict(zip([f[0] for f in data._fields()], data.next_batch()))  # after the warm-up steps
-    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    dataset = fixed_batch_dataset(data)
     agent.compile(optimizer=run.make_optimizer(n), steps_per_execution=spe, **run.compile_kwargs)
 
     start = time.perf_counter()
@@ -686,6 +692,11 @@ def main(argv: list[str] | None = None) -> None:
             "curve_eval_episodes": args.curve_eval_episodes}
     libs = ["kerasrl"] + (["sb3"] if args.compare == "sb3" else [])
     records, ceilings = [], []
+
+    def measure_ceiling() -> None:
+        log(f"ceiling: {args.ceiling_updates} updates on a fixed in-memory batch")
+        ceilings.append(run_job({**base, "job": "ceiling"}, args.in_process))
+
     for seed in args.seeds:
         for lib in libs:
             log(f"{lib} {args.algo} {args.env} seed={seed} steps={args.steps}")
@@ -693,14 +704,11 @@ def main(argv: list[str] | None = None) -> None:
             emit(record, args.out)
             records.append(record)
             if lib == "kerasrl" and not args.no_ceiling:
-                # Beside each run, so the ceiling samples the machine as the runs did.
-                log(f"ceiling: {args.ceiling_updates} updates on a fixed in-memory batch")
-                ceilings.append(run_job({**base, "job": "ceiling"}, args.in_process))
+                measure_ceiling()  # beside each run, so the ceiling samples the machine as the runs did
     ceiling = None
     if not args.no_ceiling:
-        if not ceilings:
-            log(f"ceiling: {args.ceiling_updates} updates on a fixed in-memory batch")
-            ceilings.append(run_job({**base, "job": "ceiling"}, args.in_process))
+        if not ceilings:  # --seeds with no seed: the ceiling only
+            measure_ceiling()
         ceiling = merge_ceilings(ceilings)
         emit(ceiling, args.out)
     emit(summary(records, ceiling, args), args.out)

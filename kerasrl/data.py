@@ -131,9 +131,10 @@ class EnvDataset:
             bare variable reads on an idle machine, several times that beside
             a running update, which it slows; measured on SAC Pendulum-v1 (2
             cores, when a copy still cost ~200 µs): 146 updates/s at 1, 165 at
-            2, 197 at 4, against a ceiling of 204. Off-policy learning is insensitive to a
-            policy a few updates old; set 1 for the freshest policy. It also
-            bounds how many batches are collected ahead in one chunk.
+            2, 197 at 4, against a ceiling of 204. Off-policy learning is
+            insensitive to a policy a few updates old; set 1 for the freshest
+            policy. It also bounds how many batches are collected ahead in one
+            chunk.
 
     The logs of `fit` get `episode_return` (mean of the last 10 finished
     episodes, NaN before the first), `episode_length` and `env_steps`.
