@@ -20,7 +20,6 @@ import os
 import shlex
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -41,35 +40,21 @@ def main() -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     harness._claim_stdout()
-    harness.configure_threads({"intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads})
-
-    import gymnasium as gym
-    import kerasrl
-
-    algo = harness.ALGOS[args.algo]
     assignments = harness.parse_assignments(args.set, "--set")
-    spe = args.steps_per_execution
     medians = []
     for batch_size in args.batch_sizes:
-        settings = algo.settings(args.env, 10 * args.updates, {**assignments, "batch_size": batch_size})
-        env = gym.make(args.env)
-        run = algo.kerasrl(env, 0, settings)
-        agent = run.agent
-        data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs)
-        fixed = harness.fixed_batch_dataset(data)
-        agent.compile(optimizer=run.make_optimizer((args.reps + 1) * args.updates), steps_per_execution=spe,
-                      **run.compile_kwargs)
-        agent.fit(fixed, epochs=1, steps_per_epoch=10 * spe, verbose=0)  # trace
-        cpu_ms, rates = [], []
-        for _ in range(args.reps):
-            cpu, start = time.process_time(), time.perf_counter()
-            agent.fit(fixed, epochs=1, steps_per_epoch=args.updates, verbose=0)
-            rates.append(args.updates / (time.perf_counter() - start))
-            cpu_ms.append((time.process_time() - cpu) / args.updates * 1e3)
+        ceiling = harness.run_ceiling({
+            "algo": args.algo, "env": args.env, "steps": 10 * args.updates,
+            "set": {**assignments, "batch_size": batch_size}, "steps_per_execution": args.steps_per_execution,
+            "ceiling_updates": args.updates, "ceiling_repetitions": args.reps,
+            "intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads,
+        })
+        n = ceiling["updates"]
+        cpu_ms = [seconds / n * 1e3 for seconds in ceiling["repetitions_cpu_seconds"]]
         medians.append(statistics.median(cpu_ms))
-        harness.emit({"batch_size": batch_size, "cpu_ms_per_update": cpu_ms, "updates_per_second": rates,
+        harness.emit({"batch_size": batch_size, "cpu_ms_per_update": cpu_ms,
+                      "updates_per_second": [n / seconds for seconds in ceiling["repetitions_seconds"]],
                       "median_cpu_ms_per_update": medians[-1]})
-        env.close()
     per_sample, fixed_ms = np.polyfit(args.batch_sizes, medians, 1)
     harness.emit({"kind": "summary", "algo": args.algo, "env": args.env,
                   "fixed_cpu_ms_per_update": float(fixed_ms), "cpu_us_per_sample": float(per_sample * 1e3),
