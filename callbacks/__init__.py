@@ -3,10 +3,10 @@
 Imported as `kerasrl.callbacks`.
 """
 
-from kerasrl.callbacks.checkpoint import Checkpoint, latest_checkpoint, resume
+from kerasrl.callbacks.checkpoint import Checkpoint, DamagedCheckpointError, latest_checkpoint, resume
 from kerasrl.callbacks.evaluation import EvalCallback
 from kerasrl.callbacks.priority import PriorityRefresh
 from kerasrl.callbacks.target_update import HardTargetUpdate, SoftTargetUpdate, TargetUpdate
 
-__all__ = ["Checkpoint", "EvalCallback", "HardTargetUpdate", "PriorityRefresh", "SoftTargetUpdate", "TargetUpdate",
+__all__ = ["Checkpoint", "DamagedCheckpointError", "EvalCallback", "HardTargetUpdate", "PriorityRefresh", "SoftTargetUpdate", "TargetUpdate",
            "latest_checkpoint", "resume"]

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from typing import Any
 
 import keras
 
 CHECKPOINT_PREFIX = "ckpt-"
+DAMAGED_PREFIX = "damaged-"
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint that cannot be read; `path` names the damaged file (or the folder searched)."""
+
+    def __init__(self, message: str, path: str):
+        super().__init__(message)
+        self.path = path
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -105,7 +115,15 @@ def latest_checkpoint(directory: str | os.PathLike) -> str:
 
 
 def resume(directory: str | os.PathLike, env: Any = None, **overrides: Any):
-    """Continues a run from the newest checkpoint in `directory`.
+    """Continues a run from the newest intact checkpoint in `directory`.
+
+    A checkpoint whose files cannot be read (a truncated `buffer.npz`, a
+    damaged `agent.keras` or `state.json`) is skipped: the newest intact one is
+    used, and each newer damaged one is moved aside to `damaged-ckpt-<steps>/`
+    (kept for inspection, out of the way of later checkpoints) with a warning
+    that names the damaged file. Nothing is deleted; if no checkpoint is
+    intact, `DamagedCheckpointError` names every damaged file and nothing is
+    moved.
 
     Args:
         directory: the folder given to `Checkpoint`.
@@ -116,14 +134,64 @@ def resume(directory: str | os.PathLike, env: Any = None, **overrides: Any):
     Returns:
         `(agent, dataset)`: the compiled agent with its networks, optimizer
         state, counters and schedules, and an EnvDataset with the saved buffer
-        and counters. `dataset.initial_epoch` is the epoch to pass to fit.
+        and counters. `dataset.initial_epoch` is the epoch the checkpoint was
+        taken in, `dataset.checkpoint` the folder it came from. The batches
+        that were sampled ahead of the updates when it was taken are sampled
+        again without collecting, so counters continue exactly as they would
+        have.
     """
+    found = _checkpoints(os.fspath(directory))
+    if not found:
+        raise FileNotFoundError(f"No kerasrl checkpoint under {os.fspath(directory)!r}.")
+    damaged: list[tuple[str, DamagedCheckpointError]] = []
+    for folder in reversed(found):
+        try:
+            agent, dataset = _load(folder, env, overrides)
+        except DamagedCheckpointError as error:
+            damaged.append((folder, error))
+            continue
+        for newer, error in damaged:
+            warnings.warn(f"kerasrl.resume: {error}; moved {newer} to {_move_aside(newer)} and resumed from "
+                          f"{folder}.", stacklevel=2)
+        dataset.checkpoint = folder
+        return agent, dataset
+    raise DamagedCheckpointError(f"No intact checkpoint under {os.fspath(directory)!r}: "
+                                 + "; ".join(str(error) for _, error in damaged), os.fspath(directory))
+
+
+def _move_aside(folder: str) -> str:
+    parent, name = os.path.split(folder)
+    aside = os.path.join(parent, DAMAGED_PREFIX + name)
+    suffix = 1
+    while os.path.exists(aside):
+        suffix += 1
+        aside = os.path.join(parent, f"{DAMAGED_PREFIX}{name}.{suffix}")
+    os.replace(folder, aside)
+    return aside
+
+
+def _read(path: str, reader: Any) -> Any:
+    """`reader(path)`, any failure reported as the file being damaged."""
+    try:
+        return reader(path)
+    except Exception as error:  # truncated zip, bad JSON, missing file, ...
+        raise DamagedCheckpointError(f"{path} is damaged ({type(error).__name__}: {error})", path) from error
+
+
+def _read_state(path: str) -> dict:
+    with open(path) as f:
+        state = json.load(f)
+    missing = [key for key in ("dataset", "collector", "epoch") if key not in state]
+    if missing:
+        raise KeyError(f"no {', '.join(missing)}")
+    return state
+
+
+def _load(folder: str, env: Any, overrides: dict) -> tuple[Any, Any]:
     from kerasrl.data import EnvDataset
 
-    folder = latest_checkpoint(directory)
-    with open(os.path.join(folder, "state.json")) as f:
-        state = json.load(f)
-    agent = keras.saving.load_model(os.path.join(folder, "agent.keras"))
+    state = _read(os.path.join(folder, "state.json"), _read_state)
+    agent = _read(os.path.join(folder, "agent.keras"), keras.saving.load_model)
     config = dict(state["dataset"])
     buffer_config = config.pop("buffer")
     env_id = config.pop("env_id")
@@ -133,15 +201,17 @@ def resume(directory: str | os.PathLike, env: Any = None, **overrides: Any):
         env = env_id
     config.update(overrides)
     buffer = _buffer_from_config(buffer_config)
-    if isinstance(env, str):
-        config["env"] = env
-    else:
-        config["env"] = env
+    config["env"] = env
+    if not isinstance(env, str):
         config.pop("n_envs"), config.pop("vectorization_mode")
     dataset = EnvDataset(agent=agent, buffer=buffer, **config)
     buffer_file = os.path.join(folder, "buffer.npz")
-    if os.path.exists(buffer_file):
-        dataset.buffer.load(buffer_file)
+    if os.path.exists(buffer_file):  # after EnvDataset, which reseeds the buffer's generator
+        try:
+            _read(buffer_file, dataset.buffer.load)
+        except DamagedCheckpointError:
+            dataset.close(env=isinstance(env, str))  # an environment made here is closed
+            raise
     dataset.set_state(state["collector"])
     dataset.initial_epoch = int(state["epoch"])
     return agent, dataset

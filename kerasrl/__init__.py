@@ -14,6 +14,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kerasrl import _quiet  # noqa: E402
+
+_quiet.import_tensorflow()
+
 from kerasrl import noise, schedules  # noqa: E402
 from kerasrl.agents import DDPG, DQN, SAC, TD3, Agent  # noqa: E402
 from kerasrl.buffers import (  # noqa: E402

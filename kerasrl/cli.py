@@ -11,17 +11,21 @@ python -m kerasrl tune sac Pendulum-v1 --trials 8 --steps 10000 --out tune/
 A run folder holds `config.json` (the arguments), `progress.csv` (one row per
 epoch: losses, `episode_return`, `eval_return`, ...), `tensorboard/`,
 `agent.keras`, `eval.json` (the final deterministic evaluation) and, with
-`--checkpoint-every`, `checkpoints/` that `--resume` continues from.
+`--checkpoint-every`, `checkpoints/` that `--resume` continues from. One
+`kerasrl train` at a time holds a folder (a lock on `.kerasrl.lock`, which the
+system releases when the process ends, however it ends).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
-from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs  # noqa: E402
+from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan  # noqa: E402
 
 # Algorithm name -> agent class. A new agent joins the CLI with one line here;
 # it must take `from_env(env, hidden=, gamma=, tau=, seed=)`.
@@ -46,6 +50,7 @@ ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
 
 # What a fresh run writes into its folder (removed by --overwrite).
 RUN_FILES = ("config.json", "progress.csv", "tensorboard", "agent.keras", "eval.json", "checkpoints")
+CLAIM_FILE = ".kerasrl.lock"  # held (flock) by the one `kerasrl train` that uses the folder
 
 
 class CLIError(Exception):
@@ -246,6 +251,49 @@ class _CSVLogger(keras.callbacks.CSVLogger):
 
 
 # ----------------------------------------------------------------------- train
+class RunFolderClaim:
+    """This process's exclusive claim on a run folder, for as long as it is held.
+
+    An advisory lock (`flock`) on `<run_dir>/.kerasrl.lock`: a second claim on
+    the same folder fails at once, and the system releases the lock when the
+    holder ends, even by SIGKILL, so a killed run never blocks `--resume`.
+    The file stays (it records the holder's pid); removing it could let two
+    processes lock two different files.
+    """
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+
+        self.created = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.file = open(run_dir / CLAIM_FILE, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise CLIError(f"{run_dir} is in use by another kerasrl train (pid {holder}); wait for it to end "
+                           "or choose another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def release(self, wrote: bool = True) -> None:
+        """Ends the claim; a folder this claim created is removed again if the run wrote nothing."""
+        if not wrote and self.created:
+            (self.run_dir / CLAIM_FILE).unlink(missing_ok=True)
+            self.file.close()
+            try:
+                self.run_dir.rmdir()
+            except OSError:
+                pass
+            return
+        self.file.close()
+
+
 def _earlier_run(args: argparse.Namespace, run_dir: Path) -> list[Path]:
     """What an earlier run left in `run_dir`; an error unless --resume or --overwrite says what to do."""
     if args.resume:
@@ -301,10 +349,10 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
     return agent, data
 
 
-def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Agent, kerasrl.EnvDataset, int]:
+def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Agent, kerasrl.EnvDataset]:
     checkpoints = run_dir / "checkpoints"
     try:
-        folder = rlcb.latest_checkpoint(checkpoints)
+        rlcb.latest_checkpoint(checkpoints)
     except FileNotFoundError:
         raise CLIError(f"--resume: no checkpoint under {checkpoints}; train with --checkpoint-every N "
                        "to write checkpoints") from None
@@ -317,34 +365,73 @@ def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Age
                                f"not {args.algo} on {args.env}")
         if not args.checkpoint_every:
             args.checkpoint_every = int(saved.get("checkpoint_every") or 0)
-    agent, data = kerasrl.resume(checkpoints, args.env)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        try:
+            agent, data = kerasrl.resume(checkpoints, args.env)
+        except rlcb.DamagedCheckpointError as error:
+            raise CLIError(f"--resume: {error}") from None
+    for warning in skipped:  # what resume says of damaged checkpoints, one line each; other warnings as usual
+        if str(warning.message).startswith("kerasrl.resume:"):
+            print(f"kerasrl train: {str(warning.message).removeprefix('kerasrl.resume: ')}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     if not isinstance(agent, ALGOS[args.algo]):
         raise CLIError(f"--resume: the checkpoint holds a {type(agent).__name__}, not {args.algo}")
-    print(f"Resuming from {folder} at {data.env_steps} environment steps (epoch {data.initial_epoch}).")
-    return agent, data, int(data.initial_epoch)
+    print(f"Resuming from {data.checkpoint} at {data.env_steps} environment steps and "
+          f"{int(agent.num_gradient_steps.numpy())} gradient steps.")
+    return agent, data
+
+
+def _drop_rows_from(progress: Path, epoch: int) -> None:
+    """Removes the rows of `epoch` and later from progress.csv: a resumed run writes them again."""
+    if not progress.exists():
+        return
+    with open(progress, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        return
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(float(row[column])) < epoch]
+    tmp = progress.with_name(progress.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, progress)
 
 
 def train(args: argparse.Namespace) -> dict:
     check_env_id(args.env)
     run_dir = args.out or Path("runs") / f"{args.algo}-{args.env}"
-    earlier = _earlier_run(args, run_dir)
-    if args.resume:
-        agent, data, initial_epoch = _resumed_agent(args, run_dir)
-    else:
-        agent, data = _new_agent(args)
-        initial_epoch = 0
-    updates = data.updates_for(args.steps)
-    plan = plan_epochs(updates, args.steps_per_epoch)
-    if not plan and not args.resume:
-        raise CLIError(f"--steps {args.steps} leaves no gradient steps after --learning-starts "
-                       f"{args.learning_starts}; raise --steps")
+    claim = RunFolderClaim(run_dir)  # before anything reads or writes the folder
+    wrote = False
+    try:
+        earlier = _earlier_run(args, run_dir)
+        if args.resume:
+            agent, data = _resumed_agent(args, run_dir)
+        else:
+            agent, data = _new_agent(args)
+        # The whole run's epochs; a resumed one continues where its checkpoint stood.
+        updates = data.updates_for(args.steps, from_start=True)
+        initial_epoch, plan = remaining_plan(plan_epochs(updates, args.steps_per_epoch),
+                                             int(agent.num_gradient_steps.numpy()))
+        if not updates and not args.resume:
+            raise CLIError(f"--steps {args.steps} leaves no gradient steps after --learning-starts "
+                           f"{args.learning_starts}; raise --steps")
+        wrote = True
+        return _train(args, run_dir, earlier, agent, data, updates, initial_epoch, plan)
+    finally:
+        claim.release(wrote)
+
+
+def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: kerasrl.Agent,
+           data: kerasrl.EnvDataset, updates: int, initial_epoch: int, plan: list[int]) -> dict:
     for path in earlier:  # --overwrite
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _drop_rows_from(run_dir / "progress.csv", initial_epoch)
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     config.update(out=str(run_dir), kerasrl_version=kerasrl.__version__, gradient_steps_total=updates,
-                  epochs=len(plan), initial_epoch=initial_epoch)
+                  epochs=initial_epoch + len(plan), initial_epoch=initial_epoch)
     if not args.resume or not (run_dir / "config.json").exists():
         _write_json(run_dir / "config.json", config)
     else:
@@ -364,7 +451,7 @@ def train(args: argparse.Namespace) -> dict:
         callbacks.append(rlcb.Checkpoint(run_dir / "checkpoints", every_steps=args.checkpoint_every))
 
     print(f"Training {args.algo} on {args.env}: {args.steps} environment steps = {updates} gradient steps "
-          f"in {len(plan)} epoch(s) of up to {args.steps_per_epoch}; run folder {run_dir}")
+          f"in {initial_epoch + len(plan)} epoch(s) of up to {args.steps_per_epoch}; run folder {run_dir}")
     start, steps_before = time.perf_counter(), data.env_steps
     try:
         fit_plan(agent, data, plan, initial_epoch, callbacks, args.verbose)

@@ -234,6 +234,11 @@ class EnvDataset:
         self._running_length = np.zeros(self.n_envs, dtype=np.int64)
         self._skip = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP autoreset: this step is a reset
         self._updates_left = 0
+        # Batches sampled ahead of the updates (prefetch, chunks) when a checkpoint was taken:
+        # after a resume they are sampled again without collecting, as the run would have.
+        self._sample_only = 0
+        self._sampled = 0  # batches sampled since `as_dataset`
+        self._updates_at_start = 0  # the agent's gradient steps at `as_dataset`
         self._reset_seed = seed
         self._fields_cache = self._fields()
         # Set by callbacks.PriorityRefresh during fit: writes the finished
@@ -349,7 +354,9 @@ class EnvDataset:
             try:
                 for _ in range(count):
                     self._batches += 1
-                    if self._updates_left == 0:
+                    if self._sample_only:
+                        self._sample_only -= 1
+                    elif self._updates_left == 0:
                         # Counting stored transitions (not env steps) refills a buffer
                         # that a checkpoint did not keep.
                         while len(self.buffer) < min(self.learning_starts, self.buffer.capacity):
@@ -359,8 +366,9 @@ class EnvDataset:
                             self._batches = 0
                         for _ in range(self.train_freq):
                             self.step()
-                        self._updates_left = self.gradient_steps
-                    self._updates_left -= 1
+                        self._updates_left = self.gradient_steps - 1
+                    else:
+                        self._updates_left -= 1
                     if not batches:
                         self.flush_priorities()
                     batch, indices = self.buffer.sample(self.batch_size)
@@ -368,6 +376,7 @@ class EnvDataset:
                         batch["indices"] = indices
                     batch.update(self.stats())
                     batches.append(batch)
+                    self._sampled += 1
             except BaseException as error:
                 self.error = error
                 self._obs = None  # the failed step left the episode mid-way: restart it
@@ -438,6 +447,8 @@ class EnvDataset:
             self._generation += 1
             generation = self._generation
             self.error = None
+            self._sampled = 0
+            self._updates_at_start = int(self.agent.num_gradient_steps.numpy())
 
         def produce(_):
             values = tf.numpy_function(lambda: self.next_batches(chunk, generation), [],
@@ -473,9 +484,14 @@ class EnvDataset:
             if env:
                 self.env.env.close()
 
-    def updates_for(self, env_steps: int) -> int:
-        """Gradient steps that collect `env_steps` environment steps in total."""
-        rounds = max(env_steps - max(self.learning_starts, self.env_steps), 0) // (self.train_freq * self.n_envs)
+    def updates_for(self, env_steps: int, from_start: bool = False) -> int:
+        """Gradient steps that collect `env_steps` environment steps in total.
+
+        Counted from what this dataset has collected, or with `from_start`, for
+        the whole run from its first step (a resumed run's plan).
+        """
+        begin = self.learning_starts if from_start else max(self.learning_starts, self.env_steps)
+        rounds = max(env_steps - begin, 0) // (self.train_freq * self.n_envs)
         return rounds * self.gradient_steps
 
     # ------------------------------------------------------------- checkpoint
@@ -496,13 +512,20 @@ class EnvDataset:
             "buffer": self.buffer.get_config(),
         }
 
+    def batches_ahead(self) -> int:
+        """Batches sampled (and their env steps collected) that no update has used yet."""
+        used = int(self.agent.num_gradient_steps.numpy()) - self._updates_at_start
+        return self._sample_only + max(self._sampled - used, 0)
+
     def state(self) -> dict[str, Any]:
+        """The collector's counters for a checkpoint (call holding `lock`, between updates)."""
         return {
             "env_steps": self.env_steps,
             "episodes": self.episodes,
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
             "updates_left": self._updates_left,
+            "batches_ahead": self.batches_ahead(),
             "rng": self.rng.bit_generator.state,
         }
 
@@ -513,6 +536,7 @@ class EnvDataset:
         self.recent_lengths.extend(state["recent_lengths"])
         self._episode_means = None
         self._updates_left = int(state["updates_left"])
+        self._sample_only = int(state.get("batches_ahead", 0))
         self.rng.bit_generator.state = state["rng"]
         self._obs = None  # the environment restarts its episode
         self.buffer.drop_pending()

@@ -15,6 +15,20 @@ def plan_epochs(updates: int, steps_per_epoch: int) -> list[int]:
     return [steps_per_epoch] * full + ([rest] if rest else [])
 
 
+def remaining_plan(plan: list[int], done: int) -> tuple[int, list[int]]:
+    """Where a run of `plan` stands after `done` gradient steps: `(epoch, steps of each epoch left)`.
+
+    The epoch in progress comes first with the steps it still has, so a resumed
+    run ends with the same epochs and gradient steps as one never interrupted.
+    """
+    start = 0
+    for epoch, steps in enumerate(plan):
+        if done < start + steps:
+            return epoch, [start + steps - done] + plan[epoch + 1:]
+        start += steps
+    return len(plan), []
+
+
 class RunProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, numbering epochs out of the whole run across fit calls."""
 
@@ -29,22 +43,24 @@ class RunProgbar(keras.callbacks.ProgbarLogger):
 
 def fit_plan(agent: Any, data: Any, plan: list[int], initial_epoch: int = 0,
              callbacks: list | None = None, verbose: int = 0) -> None:
-    """`agent.fit` over `plan`: one call for the full epochs, one for a shorter last epoch.
+    """`agent.fit` over `plan`, epoch `initial_epoch + i` taking `plan[i]` gradient steps.
 
-    Keras' fit has one `steps_per_epoch`, so an exact number of gradient steps
-    takes two calls when it is not a multiple. The callbacks are shared by both
-    calls (CSVLogger appends), so the run reads as one fit with `len(plan)` epochs.
+    Keras' fit has one `steps_per_epoch`, so each run of equal epochs is one
+    call (usually full epochs, then a shorter last one; a resumed run starts
+    with the rest of its interrupted epoch). The callbacks are shared by all
+    calls (CSVLogger appends), so the run reads as one fit with `len(plan)`
+    epochs.
     """
-    if not plan:
-        return
     callbacks = list(callbacks or [])
-    if verbose:
+    if verbose and plan:
         callbacks.append(RunProgbar(initial_epoch + len(plan)))
-    full = [n for n in plan if n == plan[0]]
-    rest = plan[len(full):]
-    end = initial_epoch + len(full)
-    agent.fit(data, epochs=end, initial_epoch=initial_epoch, steps_per_epoch=plan[0],
-              callbacks=callbacks, verbose=verbose)
-    if rest and not agent.stop_training:
-        agent.fit(data, epochs=end + 1, initial_epoch=end, steps_per_epoch=rest[0],
+    epoch, i = initial_epoch, 0
+    while i < len(plan):
+        same = 1
+        while i + same < len(plan) and plan[i + same] == plan[i]:
+            same += 1
+        agent.fit(data, epochs=epoch + same, initial_epoch=epoch, steps_per_epoch=plan[i],
                   callbacks=callbacks, verbose=verbose)
+        if agent.stop_training:  # EarlyStopping and co. end the whole run
+            return
+        epoch, i = epoch + same, i + same

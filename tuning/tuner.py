@@ -18,7 +18,7 @@ import numpy as np
 from kerasrl import callbacks as rlcb
 from kerasrl.agents.base import Agent
 from kerasrl.data import EnvDataset
-from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs
+from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan
 
 OBJECTIVE = "eval_return"
 
@@ -137,13 +137,15 @@ class RLTuner(keras_tuner.Tuner):
         for execution in range(self.executions_per_trial):
             seed = self.seed + execution
             folder = self._execution_dir(trial.trial_id, execution)
-            agent, data, epoch = self._start_execution(hp, execution, seed, env_steps, folder)
+            agent, data = self._start_execution(hp, execution, seed, env_steps, folder)
             trial_callbacks = self._deepcopy_callbacks(callbacks or [])
             self._configure_tensorboard_dir(trial_callbacks, trial, execution)
             checkpoint = rlcb.Checkpoint(folder, every_steps=self.checkpoint_every or budget, keep=1)
             if self.checkpoint_every:
                 trial_callbacks.append(checkpoint)
-            plan = plan_epochs(data.updates_for(budget), steps_per_epoch)
+            # The trial's whole plan; a resumed execution (or a Hyperband child) continues where it stands.
+            epoch, plan = remaining_plan(plan_epochs(data.updates_for(budget, from_start=True), steps_per_epoch),
+                                         int(agent.num_gradient_steps.numpy()))
             with self._pipeline(agent, data):
                 fit_plan(agent, data, plan, epoch, trial_callbacks, verbose)
             checkpoint.set_model(agent)  # the final checkpoint, with the agent's own pipeline settings
@@ -169,16 +171,16 @@ class RLTuner(keras_tuner.Tuner):
         return os.path.join(self.get_trial_dir(trial_id), "agent.keras")
 
     def _start_execution(self, hp: keras_tuner.HyperParameters, execution: int, seed: int, env_steps: int,
-                         folder: str) -> tuple[Agent, EnvDataset, int]:
-        """Agent, dataset and first epoch: from this execution's own checkpoint (an
-        interrupted trial), from the Hyperband parent's, or new."""
+                         folder: str) -> tuple[Agent, EnvDataset]:
+        """Agent and dataset: from this execution's own checkpoint (an interrupted
+        trial), from the Hyperband parent's, or new."""
         keras.backend.clear_session()
         gc.collect()
         parent = hp.values.get("tuner/trial_id")
         for source in (folder, parent and self._execution_dir(parent, execution)):
             if source and _has_checkpoint(source):
                 agent, data = rlcb.resume(source, self.env_id)
-                return agent, data, data.initial_epoch
+                return agent, data
         keras.utils.set_random_seed(seed)
         agent = self._build_hypermodel(hp)
         if not isinstance(agent, Agent) or not agent.compiled:
@@ -192,7 +194,7 @@ class RLTuner(keras_tuner.Tuner):
             data = make_dataset(hp, agent, self.env_id, seed=seed, env_steps=env_steps)
         else:
             data = EnvDataset(self.env_id, agent, seed=seed)
-        return agent, data, 0
+        return agent, data
 
     @contextlib.contextmanager
     def _pipeline(self, agent: Agent, data: EnvDataset) -> Iterator[None]:

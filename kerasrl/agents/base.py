@@ -92,6 +92,7 @@ class Agent(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._act_rng = np.random.default_rng(seed)
         self._snapshot: dict | None = None
+        self._compiled_policy: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         self._td_log: Any = None  # a callbacks.priority.TDErrorLog, set by PriorityRefresh
 
     # ------------------------------------------------------------------ spaces
@@ -158,15 +159,25 @@ class Agent(keras.Model):
         `set_weights` or `train_on_batch` may have changed the weights.
         """
         if self._snapshot is None:
-            nets = {}
-            for name, net in self.policy_networks().items():
-                if NumpyMLP.supports(net):
-                    nets[name] = NumpyMLP(net)
-                else:
-                    compiled = tf.function(lambda x, net=net: net(x, training=False))
-                    nets[name] = lambda x, f=compiled: np.asarray(f(x))
-            self._snapshot = nets
+            self._snapshot = self._numpy_policy()
         return self._snapshot
+
+    def _numpy_policy(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """A new numpy copy of the policy networks, as they are now.
+
+        Networks that are not Dense stacks run through a compiled call on the
+        live variables instead, traced once per agent.
+        """
+        nets = {}
+        for name, net in self.policy_networks().items():
+            if NumpyMLP.supports(net):
+                nets[name] = NumpyMLP(net)
+            else:
+                if name not in self._compiled_policy:
+                    compiled = tf.function(lambda x, net=net: net(x, training=False))
+                    self._compiled_policy[name] = lambda x, f=compiled: np.asarray(f(x))
+                nets[name] = self._compiled_policy[name]
+        return nets
 
     def refresh_policy(self) -> None:
         """Copies the current policy weights into the acting snapshot."""
@@ -206,11 +217,15 @@ class Agent(keras.Model):
         Returns:
             One action, or a batch of actions, scaled to the Box bounds.
         """
+        return self._act_with(self.policy_snapshot(), observation, deterministic, rng, epsilon, noise)
+
+    def _act_with(self, nets: dict, observation: Any, deterministic: bool = False,
+                  rng: np.random.Generator | None = None, epsilon: float | None = None,
+                  noise: np.ndarray | None = None) -> np.ndarray:
         obs, single = spaces.check_batch(self.observation_space, observation, "observation")
         if noise is not None:
             noise = np.reshape(noise, (len(obs), -1))
-        actions = self._policy(self._preprocess_numpy(obs), deterministic, rng or self._act_rng,
-                               self.policy_snapshot(), epsilon, noise)
+        actions = self._policy(self._preprocess_numpy(obs), deterministic, rng or self._act_rng, nets, epsilon, noise)
         return actions[0] if single else actions
 
     def evaluate_env(
@@ -229,15 +244,21 @@ class Agent(keras.Model):
             seed: seeds the first reset (later resets continue its generator).
             deterministic: act with the policy's mode (the default) or sample.
             render: call `env.render()` after every step.
+
+        The episodes run on the weights as they are when it is called, also
+        during fit (where collection acts with a copy a few updates old).
         """
+        if int(episodes) < 1:
+            raise ValueError(f"evaluate_env needs episodes >= 1, got {episodes}.")
         if isinstance(env, str):
             env = gym.make(env, render_mode="human" if render else None)
+        nets = self._numpy_policy()  # not the collector's snapshot, which may be stale
         returns = np.zeros(episodes, dtype=np.float64)
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed if episode == 0 else None)
             done = False
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(self.act(obs, deterministic=deterministic))
+                obs, reward, terminated, truncated, _ = env.step(self._act_with(nets, obs, deterministic))
                 returns[episode] += float(reward)
                 done = terminated or truncated
                 if render:
