@@ -7,6 +7,7 @@ from kerasrl.callbacks.checkpoint import Checkpoint, DamagedCheckpointError, lat
 from kerasrl.callbacks.evaluation import EvalCallback
 from kerasrl.callbacks.priority import PriorityRefresh
 from kerasrl.callbacks.target_update import HardTargetUpdate, SoftTargetUpdate, TargetUpdate
+from kerasrl.callbacks.tensorboard import TensorBoard
 
-__all__ = ["Checkpoint", "DamagedCheckpointError", "EvalCallback", "HardTargetUpdate", "PriorityRefresh", "SoftTargetUpdate", "TargetUpdate",
-           "latest_checkpoint", "resume"]
+__all__ = ["Checkpoint", "DamagedCheckpointError", "EvalCallback", "HardTargetUpdate", "PriorityRefresh",
+           "SoftTargetUpdate", "TargetUpdate", "TensorBoard", "latest_checkpoint", "resume"]

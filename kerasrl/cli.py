@@ -445,7 +445,7 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
         callbacks.append(rlcb.EvalCallback(make_env(args.env), episodes=args.epoch_eval_episodes, seed=eval_seed))
     callbacks += [
         _CSVLogger(str(run_dir / "progress.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+        rlcb.TensorBoard(str(run_dir / "tensorboard")),  # flat memory over long runs
     ]
     if args.checkpoint_every:
         callbacks.append(rlcb.Checkpoint(run_dir / "checkpoints", every_steps=args.checkpoint_every))

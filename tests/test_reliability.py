@@ -1,24 +1,30 @@
 """Nothing lost, nothing misleading: evaluation of the current weights, interrupted and
-concurrent CLI runs, damaged checkpoints, start-up noise."""
+concurrent CLI runs, damaged checkpoints, long runs' memory, start-up noise, discrete SAC's defaults."""
 
 from __future__ import annotations
 
 import csv
+import gc
 import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import gymnasium as gym
 import keras
+import keras_tuner
 import numpy as np
 import pytest
 
+import kerasrl
 from kerasrl import callbacks as rlcb
 from kerasrl import cli
+from kerasrl.tuning import SACHyperModel
 from support import make_data, make_sac
 
 
@@ -230,3 +236,47 @@ def test_startup_filter_keeps_other_lines():
             "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: UNKNOWN ERROR (303)\n"
             "E0000 00:00:1.0 1 some_kernel.cc:7] Out of memory while allocating\n")
     assert _quiet.without_startup_notices(text) == "E0000 00:00:1.0 1 some_kernel.cc:7] Out of memory while allocating\n"
+
+
+# ------------------------------------------------------------------ long runs
+@pytest.mark.parametrize("update_freq", ["epoch", 100])
+def test_tensorboard_callback_memory_stays_flat(tmp_path, update_freq):
+    """Keras' own TensorBoard leaves every logged number in TensorFlow's scalar cache.
+
+    The cache holds the Python numbers themselves, so tracemalloc sees them
+    (~0.3 MiB of floats and ints here with Keras' callback; RSS grows ~10 MiB).
+    """
+    board = rlcb.TensorBoard(str(tmp_path / "tb"), update_freq=update_freq)
+    board.set_model(make_sac(gym.make("CartPole-v1")))
+    board.on_train_begin()
+    offset = 0.5 if update_freq == "epoch" else 0.25  # values no earlier case left in the cache
+    tracemalloc.start()
+    try:
+        for batch in range(5_000):  # batch ends with new values every time, as in a long run
+            if batch == 1_000:  # after the first writes' one-off allocations
+                before = tracemalloc.get_traced_memory()[0]
+            board.on_train_batch_end(batch, {"loss": offset + batch * 1e-3, "q_mean": offset + batch * 0.37,
+                                             "env_steps": offset + 10 * batch, "episode_return": offset + batch / 7})
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, f"{grown} bytes more"
+    board.on_epoch_end(2, {"loss": 0.5, "episode_return": 12.0})
+    board.on_train_end()
+    events = list((tmp_path / "tb" / "train").glob("events.out.tfevents*"))
+    assert events and sum(e.stat().st_size for e in events) > 0
+
+
+# ------------------------------------------------------------------ discrete SAC's defaults
+@pytest.mark.parametrize("env_id, n", [("CartPole-v1", 2), ("Acrobot-v1", 3), ("LunarLander-v3", 4)])
+def test_discrete_sac_default_target_entropy(env_id, n):
+    """0.6 log|A|: the seed's 0.98 log|A| kept Acrobot at the random return and let CartPole's alpha diverge."""
+    agent = kerasrl.SAC.from_env(gym.make(env_id), hidden=(8,))
+    assert agent.target_entropy == pytest.approx(0.6 * math.log(n))
+    seed_setting = kerasrl.SAC.from_env(gym.make(env_id), hidden=(8,), target_entropy=0.98 * math.log(n))
+    assert seed_setting.target_entropy == pytest.approx(0.98 * math.log(n))
+    again = kerasrl.SAC.from_config(seed_setting.get_config())
+    assert again.target_entropy == pytest.approx(0.98 * math.log(n))
+    tuned = SACHyperModel(env_id).build(keras_tuner.HyperParameters())
+    assert tuned.target_entropy == pytest.approx(0.6 * math.log(n))

@@ -24,6 +24,7 @@ import numpy as np
 
 import kerasrl
 from kerasrl.agents.base import Agent
+from kerasrl.agents.sac.sac import DISCRETE_ENTROPY_FRACTION
 
 
 class AgentHyperModel(keras_tuner.HyperModel):
@@ -112,7 +113,7 @@ class SACHyperModel(AgentHyperModel):
       * `tau`: 0.005, 0.01, 0.02 or 0.05.
       * `target_entropy`: Box actions, uniform in [-2 dim(A), 0] (default
         -dim(A)); Discrete, uniform in [0.2 log n, 0.98 log n] (default
-        0.98 log n).
+        0.6 log n, the agent's).
 
     Example:
 
@@ -129,8 +130,8 @@ class SACHyperModel(AgentHyperModel):
         kwargs = super().agent_hyperparameters(hp)
         kwargs["tau"] = hp.Choice("tau", [0.005, 0.01, 0.02, 0.05], default=0.005)
         if isinstance(self.action_space, gym.spaces.Discrete):
-            low, high = 0.2 * math.log(self.action_space.n), 0.98 * math.log(self.action_space.n)
-            default = high
+            log_n = math.log(self.action_space.n)
+            low, high, default = 0.2 * log_n, 0.98 * log_n, DISCRETE_ENTROPY_FRACTION * log_n
         else:
             dim = int(np.prod(self.action_space.shape))
             low, high, default = -2.0 * dim, 0.0, -float(dim)
