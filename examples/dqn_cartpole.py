@@ -45,8 +45,7 @@ def main() -> None:
     data = kerasrl.EnvDataset(env, agent, buffer=buffer, batch_size=64, learning_starts=1_000,
                               exploration=schedules.Linear(1.0, 0.02, env_steps // 5), seed=args.seed)
     updates = data.updates_for(env_steps)  # one per env step after learning_starts
-    agent.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.PolynomialDecay(1e-3, updates, 0.0)),
-                  steps_per_execution=50)
+    agent.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.PolynomialDecay(1e-3, updates, 0.0)))
     agent.fit(data, epochs=10, steps_per_epoch=updates // 10,
               callbacks=[rlcb.SoftTargetUpdate(tau=0.005), rlcb.PriorityRefresh()])
 

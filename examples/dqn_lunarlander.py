@@ -31,7 +31,7 @@ def main() -> None:
 
     env = gym.make("LunarLander-v3")
     agent = kerasrl.DQN.from_env(env, dueling=True, double=True, hidden=(256, 256), seed=args.seed)
-    agent.compile(optimizer=keras.optimizers.Adam(6.3e-4), steps_per_execution=10)
+    agent.compile(optimizer=keras.optimizers.Adam(6.3e-4))
     buffer = kerasrl.PrioritizedReplayBuffer(50_000, alpha=0.6, beta=schedules.Linear(0.4, 1.0, 100_000))
     data = kerasrl.EnvDataset(env, agent, buffer=buffer, batch_size=128, train_freq=4,
                               exploration=schedules.Piecewise([(0, 1.0), (12_000, 0.1)]), seed=args.seed)

@@ -38,7 +38,7 @@ def main() -> None:
     env = gym.make("LunarLander-v3")
     agent = kerasrl.SAC.from_env(env, hidden=(256, 256), seed=args.seed)
     assert agent.discrete
-    agent.compile(optimizer=keras.optimizers.Adam(3e-4), steps_per_execution=10)
+    agent.compile(optimizer=keras.optimizers.Adam(3e-4))
     data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(1_000_000), batch_size=256,
                               learning_starts=learning_starts, seed=args.seed)
     history = agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[

@@ -43,7 +43,7 @@ def main() -> None:
     env = gym.make("HalfCheetahBulletEnv-v0")  # registered in gymnasium by `import kerasrl`
     agent = kerasrl.TD3.from_env(env, hidden=(400, 300), policy_delay=2, target_noise=0.2, target_noise_clip=0.5,
                                  seed=args.seed)
-    agent.compile(optimizer=keras.optimizers.Adam(7e-4), steps_per_execution=10)
+    agent.compile(optimizer=keras.optimizers.Adam(7e-4))
     data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(200_000), batch_size=256,
                               learning_starts=learning_starts, action_noise=noise.Gaussian(0.1), seed=args.seed)
     folder, logs = run_folder(args.out, "td3-halfcheetah", "td3", "HalfCheetahBulletEnv-v0", args.seed)
@@ -53,8 +53,7 @@ def main() -> None:
 
     pendulum = gym.make("Pendulum-v1")
     ddpg = kerasrl.DDPG.from_env(pendulum, seed=args.seed)
-    ddpg.compile(actor_optimizer=keras.optimizers.Adam(1e-3), critic_optimizer=keras.optimizers.Adam(2e-3),
-                 steps_per_execution=10)
+    ddpg.compile(actor_optimizer=keras.optimizers.Adam(1e-3), critic_optimizer=keras.optimizers.Adam(2e-3))
     data = kerasrl.EnvDataset(pendulum, ddpg, buffer=kerasrl.ReplayBuffer(50_000), batch_size=64,
                               action_noise=noise.OrnsteinUhlenbeck(sigma=0.2, theta=0.15, dt=1e-2), seed=args.seed)
     folder, logs = run_folder(args.out, "ddpg-pendulum", "ddpg", "Pendulum-v1", args.seed)

@@ -36,6 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
+from kerasrl.agents.base import DEFAULT_STEPS_PER_EXECUTION  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
 from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan  # noqa: E402
 
@@ -134,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-envs", type=_positive_int, default=1, help="environment copies stepped together")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=1000,
                        help="gradient steps per Keras epoch (the last epoch may be shorter)")
-    train.add_argument("--steps-per-execution", type=_positive_int, default=10,
-                       help="gradient steps per compiled call")
+    train.add_argument("--steps-per-execution", type=_positive_int, default=DEFAULT_STEPS_PER_EXECUTION,
+                       help="gradient steps per compiled call (the agents' default)")
     train.add_argument("--eval-episodes", type=_positive_int, default=10,
                        help="episodes of the final deterministic evaluation")
     train.add_argument("--epoch-eval-episodes", type=_non_negative_int, default=5,

@@ -73,7 +73,7 @@ def test_user_story_bayesian_search_and_its_best_model(tmp_path, pendulum):
     best_hp = tuner.get_best_hyperparameters(1)[0]
     best_trial = tuner.oracle.get_best_trials(1)[0]
     assert isinstance(best_agent, kerasrl.SAC) and best_agent.compiled
-    assert best_agent.steps_per_execution == 10  # the hypermodel's, not the single-threaded trial's
+    assert best_agent.steps_per_execution == 50  # the hypermodel's, not the single-threaded trial's
     assert best_agent.hidden == (16,) and best_agent.gamma == best_hp.get("gamma")
     assert best_agent.num_env_steps.numpy() == BUDGET
     # The loaded agent is the one the trial scored: its evaluation repeats the score.

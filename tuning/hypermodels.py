@@ -23,7 +23,7 @@ import keras_tuner
 import numpy as np
 
 import kerasrl
-from kerasrl.agents.base import Agent
+from kerasrl.agents.base import DEFAULT_STEPS_PER_EXECUTION, Agent
 from kerasrl.agents.sac.sac import DISCRETE_ENTROPY_FRACTION
 
 
@@ -53,13 +53,14 @@ class AgentHyperModel(keras_tuner.HyperModel):
     Args:
         env_id: the gymnasium environment id the agents are built for.
         learning_starts: random-action env steps before the first update.
-        steps_per_execution: updates per compiled call.
+        steps_per_execution: updates per compiled call (the agents' default, 50).
     """
 
     agent_class: type[Agent] = Agent
     default_width: int = 256
 
-    def __init__(self, env_id: str, learning_starts: int = 1000, steps_per_execution: int = 10,
+    def __init__(self, env_id: str, learning_starts: int = 1000,
+                 steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
                  name: str | None = None, tunable: bool = True):
         super().__init__(name=name, tunable=tunable)
         self.env_id = env_id
