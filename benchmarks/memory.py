@@ -29,7 +29,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -37,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from run import machine_info  # noqa: E402  (benchmarks/run.py; python puts this folder on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,21 +94,6 @@ def slope_per_1000(points: list[tuple[int, float]]) -> float | None:
     if sxx == 0:
         return None
     return 1000 * sum((x - mx) * (y - my) for x, y in points) / sxx
-
-
-def machine_info() -> dict:
-    cpu_model = platform.processor() or None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu_model)
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"platform": platform.platform(), "cpu_model": cpu_model, "cpu_count": os.cpu_count(),
-            "cpus_usable": usable, "python": platform.python_version()}
 
 
 def git_commit() -> str | None:
