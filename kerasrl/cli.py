@@ -19,6 +19,7 @@ system releases when the process ends, however it ends).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -284,15 +285,13 @@ class RunFolderClaim:
 
     def release(self, wrote: bool = True) -> None:
         """Ends the claim; a folder this claim created is removed again if the run wrote nothing."""
-        if not wrote and self.created:
+        remove = not wrote and self.created
+        if remove:
             (self.run_dir / CLAIM_FILE).unlink(missing_ok=True)
-            self.file.close()
-            try:
-                self.run_dir.rmdir()
-            except OSError:
-                pass
-            return
         self.file.close()
+        if remove:
+            with contextlib.suppress(OSError):  # something else appeared in it meanwhile
+                self.run_dir.rmdir()
 
 
 def _earlier_run(args: argparse.Namespace, run_dir: Path) -> list[Path]:
