@@ -1,17 +1,21 @@
-"""Benchmark harness: kerasrl against its own ceiling and (optionally) Stable-Baselines3.
+"""Benchmark harness: kerasrl against its own ceiling and (optionally) its peers,
+Stable-Baselines3 (PyTorch) and SBX (Stable-Baselines in JAX).
 
-    python benchmarks/run.py --algo sac --env Pendulum-v1 --steps 20000 --seeds 0 1 2 --compare sb3
+    python benchmarks/run.py --algo sac --env Pendulum-v1 --steps 20000 --seeds 0 1 2 --compare sb3 sbx
 
 Prints JSON lines on stdout (and appends them to --out): one per training run,
 one with the ceiling (the same agent's updates on an in-memory batch, no
-environment; measured beside each kerasrl run and averaged) and a summary.
+environment; measured beside each kerasrl run and averaged) and a summary. The
+libraries take turns seed by seed (kerasrl, then each peer), so a slow or fast
+stretch of the machine falls on all of them; the summary compares medians and
+shows each library's range.
 Everything else (TF/absl logs, warnings) goes to stderr. Each run executes in a
 fresh Python process by default, so every run pays the same start-up and
-compilation costs and torch never shares a process with TensorFlow;
-`--in-process` runs everything in this process instead.
+compilation costs and torch or JAX never shares a process with TensorFlow;
+`--in-process` runs everything in this process instead (not with SBX).
 
-New algorithms register one entry in `ALGOS`: a kerasrl builder, an SB3
-builder and their shared default settings.
+New algorithms register one entry in `ALGOS`: a kerasrl builder, a peer
+builder (SB3's API, which SBX shares) and their shared default settings.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class KerasrlRun:
 
 class Algo(NamedTuple):
     kerasrl: Callable[[Any, int, dict], KerasrlRun]  # (env, seed, settings) -> KerasrlRun
-    sb3: Callable[[Any, int, dict], Any]  # (env, seed, settings) -> an SB3 model
+    peer: Callable[[Any, int, dict, str], Any]  # (env, seed, settings, "sb3" | "sbx") -> an SB3 or SBX model
     defaults: dict
     env_defaults: dict = {}  # env id -> settings overriding `defaults` (rl-zoo's per-env tuning)
 
@@ -87,6 +91,13 @@ def replay_kwargs(s: dict, seed: int, buffer: Any = None, **extra: Any) -> dict:
                 gradient_steps=s["gradient_steps"], **extra)
 
 
+PEERS = {"sb3": "stable_baselines3", "sbx": "sbx"}  # --compare name -> the module with SB3's API
+
+
+def peer_module(lib: str) -> Any:
+    return importlib.import_module(PEERS[lib])
+
+
 def kerasrl_sac(env: Any, seed: int, s: dict) -> KerasrlRun:
     import keras
     import kerasrl
@@ -100,10 +111,8 @@ def kerasrl_sac(env: Any, seed: int, s: dict) -> KerasrlRun:
     )
 
 
-def sb3_sac(env: Any, seed: int, s: dict) -> Any:
-    from stable_baselines3 import SAC
-
-    return SAC("MlpPolicy", env, learning_rate=s["learning_rate"], buffer_size=s["buffer_size"],
+def peer_sac(env: Any, seed: int, s: dict, lib: str) -> Any:
+    return peer_module(lib).SAC("MlpPolicy", env, learning_rate=s["learning_rate"], buffer_size=s["buffer_size"],
                learning_starts=s["learning_starts"], batch_size=s["batch_size"], tau=s["tau"],
                gamma=s["gamma"], train_freq=s["train_freq"], gradient_steps=s["gradient_steps"],
                ent_coef=s["ent_coef"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
@@ -180,24 +189,27 @@ def kerasrl_dqn(env: Any, seed: int, s: dict) -> KerasrlRun:
     )
 
 
-def sb3_dqn(env: Any, seed: int, s: dict) -> Any:
-    from stable_baselines3 import DQN
-
+def peer_dqn(env: Any, seed: int, s: dict, lib: str) -> Any:
     n_steps = s["n_steps"]
     if n_steps == "episode":
-        log("SB3's DQN has no episode returns: it runs 1-step returns (n_steps=1)")
+        log(f"{lib}'s DQN has no episode returns: it runs 1-step returns (n_steps=1)")
         n_steps = 1
     learning_rate = s["learning_rate"]
     if s["learning_rate_final"] is not None:  # SB3 schedules take the remaining progress, 1 -> 0
+        if lib == "sbx":
+            log("SBX's DQN keeps its first learning rate (its optimizer takes no schedule)")
         start, final = s["learning_rate"], s["learning_rate_final"]
         learning_rate = lambda remaining: final + (start - final) * remaining
-    return DQN("MlpPolicy", env, learning_rate=learning_rate, buffer_size=s["buffer_size"],
+    clipping = {"max_grad_norm": s["max_grad_norm"]}
+    if lib == "sbx":
+        log("SBX's DQN has no gradient clipping: max_grad_norm is not applied")
+        clipping = {}
+    return peer_module(lib).DQN("MlpPolicy", env, learning_rate=learning_rate, buffer_size=s["buffer_size"],
                learning_starts=s["learning_starts"], batch_size=s["batch_size"], gamma=s["gamma"],
                train_freq=s["train_freq"], gradient_steps=s["gradient_steps"],
                target_update_interval=s["target_update_interval"], tau=s["tau"], n_steps=n_steps,
                exploration_fraction=s["exploration_fraction"], exploration_final_eps=s["exploration_final_eps"],
-               max_grad_norm=s["max_grad_norm"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
-               seed=seed, verbose=0)
+               policy_kwargs=dict(net_arch=list(s["net_arch"])), seed=seed, verbose=0, **clipping)
 
 
 # rl-zoo's TD3 and DDPG settings (hyperparams/td3.yml, ddpg.yml: Pendulum-v1,
@@ -245,19 +257,21 @@ def kerasrl_td3(env: Any, seed: int, s: dict, ddpg: bool = False) -> KerasrlRun:
     )
 
 
-def sb3_td3(env: Any, seed: int, s: dict, ddpg: bool = False) -> Any:
+def peer_td3(env: Any, seed: int, s: dict, lib: str, ddpg: bool = False) -> Any:
     import numpy as np
-    from stable_baselines3 import DDPG, TD3
-    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.noise import NormalActionNoise  # SBX uses SB3's noise classes
 
+    peer = peer_module(lib)
     n = env.action_space.shape[-1]
     common = dict(learning_rate=s["learning_rate"], buffer_size=s["buffer_size"], learning_starts=s["learning_starts"],
                   batch_size=s["batch_size"], tau=s["tau"], gamma=s["gamma"], train_freq=s["train_freq"],
                   gradient_steps=s["gradient_steps"], policy_kwargs=dict(net_arch=list(s["net_arch"])),
                   action_noise=NormalActionNoise(np.zeros(n), s["noise_std"] * np.ones(n)), seed=seed, verbose=0)
+    if lib == "sbx":  # SBX's DDPG defaults its critic to another learning rate
+        common["qf_learning_rate"] = s["learning_rate"]
     if ddpg:
-        return DDPG("MlpPolicy", env, **common)
-    return TD3("MlpPolicy", env, policy_delay=s["policy_delay"], target_policy_noise=s["target_noise"],
+        return peer.DDPG("MlpPolicy", env, **common)
+    return peer.TD3("MlpPolicy", env, policy_delay=s["policy_delay"], target_policy_noise=s["target_noise"],
                target_noise_clip=s["target_noise_clip"], **common)
 
 
@@ -265,15 +279,15 @@ def kerasrl_ddpg(env: Any, seed: int, s: dict) -> KerasrlRun:
     return kerasrl_td3(env, seed, s, ddpg=True)
 
 
-def sb3_ddpg(env: Any, seed: int, s: dict) -> Any:
-    return sb3_td3(env, seed, s, ddpg=True)
+def peer_ddpg(env: Any, seed: int, s: dict, lib: str) -> Any:
+    return peer_td3(env, seed, s, lib, ddpg=True)
 
 
 ALGOS: dict[str, Algo] = {
-    "sac": Algo(kerasrl_sac, sb3_sac, SAC_DEFAULTS, SAC_ENV_DEFAULTS),
-    "dqn": Algo(kerasrl_dqn, sb3_dqn, DQN_DEFAULTS, DQN_ENV_DEFAULTS),
-    "td3": Algo(kerasrl_td3, sb3_td3, TD3_DEFAULTS),
-    "ddpg": Algo(kerasrl_ddpg, sb3_ddpg, TD3_DEFAULTS),
+    "sac": Algo(kerasrl_sac, peer_sac, SAC_DEFAULTS, SAC_ENV_DEFAULTS),
+    "dqn": Algo(kerasrl_dqn, peer_dqn, DQN_DEFAULTS, DQN_ENV_DEFAULTS),
+    "td3": Algo(kerasrl_td3, peer_td3, TD3_DEFAULTS),
+    "ddpg": Algo(kerasrl_ddpg, peer_ddpg, TD3_DEFAULTS),
 }
 
 
@@ -536,16 +550,39 @@ def run_ceiling(job: dict) -> dict:
     }
 
 
-def run_sb3(job: dict) -> dict:
-    import gymnasium as gym
-    import numpy as np
+def peer_versions(lib: str, model: Any) -> dict:
+    import gymnasium
+    import numpy
+
+    if lib == "sbx":
+        import jax
+        import sbx
+
+        return {"sbx": sbx.__version__, "jax": jax.__version__, "jax_device": str(jax.devices()[0]),
+                "numpy": numpy.__version__, "gymnasium": gymnasium.__version__}
     import stable_baselines3
     import torch
+
+    return {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "numpy": numpy.__version__,
+            "gymnasium": gymnasium.__version__, "device": str(model.device)}
+
+
+def run_peer(job: dict) -> dict:
+    """One SB3 or SBX run (`job["job"]`), timed over `learn`, then its deterministic evaluation."""
+    lib = job["job"]
+    if lib == "sbx" and "tensorflow" not in sys.modules:
+        # SB3's logger imports TensorFlow through tensorboard where it is installed,
+        # and TensorFlow Probability's JAX substrate (SBX uses it) then asks for
+        # tf-keras. A JAX user has no TensorFlow: this process goes without it.
+        sys.modules["tensorflow"] = None
+    import gymnasium as gym
+    import numpy as np
 
     algo = ALGOS[job["algo"]]
     settings = algo.settings(job["env"], job["steps"], job.get("set"))
     seed, steps = job["seed"], job["steps"]
-    model = algo.sb3(gym.make(job["env"]), seed, settings)
+    model = algo.peer(gym.make(job["env"]), seed, settings, lib)
 
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
@@ -564,21 +601,18 @@ def run_sb3(job: dict) -> dict:
             returns[episode] += float(reward)
             done = terminated or truncated
     return {
-        "lib": "sb3", "algo": job["algo"], "env": job["env"], "steps": steps, "seed": seed,
+        "lib": lib, "algo": job["algo"], "env": job["env"], "steps": steps, "seed": seed,
         "steps_per_second": env_steps / fit_seconds,
         "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
         "fit_seconds": fit_seconds, "updates": int(getattr(model, "_n_updates", -1)),
         "env_steps": env_steps, "eval_seed": eval_seed, "eval_episodes": job["eval_episodes"],
         "eval_returns": [round(float(r), 3) for r in returns],
-        "settings": settings,
-        "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
-                     "torch_threads": torch.get_num_threads(), "numpy": np.__version__,
-                     "gymnasium": gym.__version__, "device": str(model.device)},
+        "settings": settings, "versions": peer_versions(lib, model),
         "machine": machine_info(), "date": now(),
     }
 
 
-JOBS = {"kerasrl": run_kerasrl, "ceiling": run_ceiling, "sb3": run_sb3}
+JOBS = {"kerasrl": run_kerasrl, "ceiling": run_ceiling, "sb3": run_peer, "sbx": run_peer}
 
 
 def run_job(job: dict, in_process: bool) -> dict:
@@ -597,6 +631,27 @@ def run_job(job: dict, in_process: bool) -> dict:
 def mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
+
+
+def median(values: list) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def ratio(numerators: list[float], denominators: list[float]) -> dict | None:
+    """kerasrl's rate over a peer's: the ratio of medians, with the per-seed ratios' range.
+
+    Seeds pair the runs that ran next to each other, so the per-seed ratios show
+    how much of the headline a slow or fast stretch of the machine could move.
+    """
+    if not numerators or not denominators:
+        return None
+    paired = [n / d for n, d in zip(numerators, denominators)]
+    return {"median": median(numerators) / median(denominators), "per_seed": paired,
+            "min": min(paired), "max": max(paired)}
 
 
 def merge_ceilings(ceilings: list[dict]) -> dict:
@@ -618,19 +673,23 @@ def merge_ceilings(ceilings: list[dict]) -> dict:
 
 def summary(records: list[dict], ceiling: dict | None, args: argparse.Namespace) -> dict:
     libs = {}
-    for lib in ("kerasrl", "sb3"):
+    for lib in ["kerasrl", *PEERS]:
         runs = [r for r in records if r["lib"] == lib]
         if runs:
-            libs[lib] = {"steps_per_second": mean([r["steps_per_second"] for r in runs]),
-                         "updates_per_second": mean([r.get("updates_per_second") for r in runs]),
+            rates = [r["steps_per_second"] for r in runs]
+            libs[lib] = {"steps_per_second": median(rates), "steps_per_second_range": [min(rates), max(rates)],
+                         "steps_per_second_per_seed": rates,
+                         "updates_per_second": median([r.get("updates_per_second") for r in runs]),
                          "eval_mean": mean([r["eval_mean"] for r in runs]),
+                         "eval_per_seed": [r["eval_mean"] for r in runs],
                          "seeds": [r["seed"] for r in runs]}
-    k, s = libs.get("kerasrl"), libs.get("sb3")
+    k = libs.get("kerasrl")
+    ratios = {f"ratio_vs_{lib}": ratio(k["steps_per_second_per_seed"], libs[lib]["steps_per_second_per_seed"])
+              for lib in PEERS if k and lib in libs}
     return {
-        "kind": "summary", "algo": args.algo, "env": args.env, "steps": args.steps, **libs,
+        "kind": "summary", "algo": args.algo, "env": args.env, "steps": args.steps, **libs, **ratios,
         "ceiling_updates_per_second": ceiling["updates_per_second"] if ceiling else None,
         "best_ceiling_updates_per_second": ceiling["best_updates_per_second"] if ceiling else None,
-        "ratio_vs_sb3": k["steps_per_second"] / s["steps_per_second"] if k and s else None,
         # Updates per second during fit over the ceiling's (equal to env steps
         # per second when an update follows every env step, as in SAC).
         "fraction_of_ceiling": k["updates_per_second"] / ceiling["updates_per_second"] if k and ceiling else None,
@@ -645,7 +704,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--env", default="Pendulum-v1")
     p.add_argument("--steps", type=int, default=20_000, help="env steps per run, learning_starts included")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: the ceiling only")
-    p.add_argument("--compare", choices=["sb3"], default=None, help="also run Stable-Baselines3")
+    p.add_argument("--compare", choices=sorted(PEERS), nargs="+", default=[],
+                   help="also run these peers seed by seed beside kerasrl: sb3 (Stable-Baselines3), sbx (SBX, JAX)")
     p.add_argument("--steps-per-execution", type=int, default=50)
     p.add_argument("--policy-sync-every", type=int, default=None, help="EnvDataset option (its default if unset)")
     p.add_argument("--prefetch", type=int, default=None, help="EnvDataset option (its default if unset)")
@@ -677,11 +737,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.steps_per_execution < 1:
         raise SystemExit("--steps-per-execution must be >= 1.")
-    if args.compare == "sb3":
-        missing = [m for m in ("stable_baselines3", "torch") if importlib.util.find_spec(m) is None]
+    for lib in args.compare:
+        needs = {"sb3": ("stable_baselines3", "torch"), "sbx": ("sbx", "jax")}[lib]
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
         if missing:
-            raise SystemExit(f"--compare sb3 needs {' and '.join(missing)}: "
+            raise SystemExit(f"--compare {lib} needs {' and '.join(missing)}: "
                              f'pip install -e ".[bench]"')
+    if "sbx" in args.compare and args.in_process:
+        raise SystemExit("--compare sbx runs each job in its own process: drop --in-process "
+                         "(TensorFlow and SBX's JAX stack do not share a process).")
 
     overrides = parse_assignments(args.set, "--set")
     for key in overrides:
@@ -693,7 +757,7 @@ def main(argv: list[str] | None = None) -> None:
             "intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads,
             "ceiling_updates": args.ceiling_updates, "curve_dir": args.curve_dir, "eval_every": args.eval_every,
             "curve_eval_episodes": args.curve_eval_episodes}
-    libs = ["kerasrl"] + (["sb3"] if args.compare == "sb3" else [])
+    libs = ["kerasrl", *args.compare]
     records, ceilings = [], []
 
     def measure_ceiling() -> None:

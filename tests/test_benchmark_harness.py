@@ -1,0 +1,92 @@
+"""The benchmark harness's pure functions (benchmarks/run.py): ratios, ceilings, settings.
+
+The harness's figures go into the README's table, so its arithmetic is tested
+like the library's; the runs themselves are benchmarks, not tests.
+"""
+
+import argparse
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+_RUN = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+_spec = importlib.util.spec_from_file_location("benchmark_run", _RUN)
+harness = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = harness  # dataclasses look their module up
+_spec.loader.exec_module(harness)
+
+
+def test_median_odd_even_and_missing_values():
+    assert harness.median([3.0, 1.0, 2.0]) == 2.0
+    assert harness.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert harness.median([None, 5.0]) == 5.0
+    assert harness.median([]) is None
+
+
+def test_ratio_is_of_medians_with_the_per_seed_range():
+    # One slow stretch for the peer on seed 1 moves a mean ratio but not the median.
+    kerasrl, peer = [300.0, 310.0, 290.0], [150.0, 100.0, 145.0]
+    r = harness.ratio(kerasrl, peer)
+    assert r["median"] == pytest.approx(300.0 / 145.0)
+    assert r["per_seed"] == pytest.approx([2.0, 3.1, 2.0])
+    assert (r["min"], r["max"]) == pytest.approx((2.0, 3.1))
+    assert harness.ratio([], peer) is None
+
+
+def test_merge_ceilings_averages_over_all_repetitions():
+    a = {"updates": 100, "repetitions_seconds": [1.0, 2.0], "repetitions_cpu_seconds": [1.5, 2.5],
+         "act_microseconds": 100.0}
+    b = {"updates": 100, "repetitions_seconds": [1.0], "repetitions_cpu_seconds": [1.4],
+         "act_microseconds": 200.0}
+    merged = harness.merge_ceilings([a, b])
+    assert merged["updates_per_second"] == pytest.approx(300 / 4.0)  # not the mean of rates
+    assert merged["best_updates_per_second"] == pytest.approx(100.0)
+    assert merged["repetitions_seconds"] == [1.0, 2.0, 1.0]
+    assert merged["repetitions_cpu_seconds"] == [1.5, 2.5, 1.4]
+    assert merged["act_microseconds"] == pytest.approx(150.0)
+
+
+def test_parse_assignments_reads_json_else_strings():
+    parsed = harness.parse_assignments(["learning_rate=1e-3", "net_arch=[64,64]", "dtype=mixed_bfloat16",
+                                        "n_steps=episode"], "--set")
+    assert parsed == {"learning_rate": 1e-3, "net_arch": [64, 64], "dtype": "mixed_bfloat16",
+                      "n_steps": "episode"}
+    with pytest.raises(SystemExit, match="--set takes KEY=VALUE"):
+        harness.parse_assignments(["learning_rate"], "--set")
+
+
+def test_settings_layer_defaults_env_tuning_and_overrides():
+    dqn = harness.ALGOS["dqn"]
+    s = dqn.settings("LunarLander-v3", 1000, {"batch_size": 7})
+    assert s["learning_rate"] == 6.3e-4  # rl-zoo's LunarLander row over the DQN defaults
+    assert s["batch_size"] == 7  # --set wins
+    assert s["steps"] == 1000
+    assert dqn.settings("Acrobot-v1", 10)["learning_rate"] == harness.DQN_DEFAULTS["learning_rate"]
+
+
+def test_summary_reports_medians_ranges_and_a_ratio_per_peer():
+    records = [
+        {"lib": "kerasrl", "seed": 0, "steps_per_second": 300.0, "updates_per_second": 300.0, "eval_mean": -150.0},
+        {"lib": "sb3", "seed": 0, "steps_per_second": 100.0, "eval_mean": -160.0},
+        {"lib": "sbx", "seed": 0, "steps_per_second": 200.0, "eval_mean": -155.0},
+        {"lib": "kerasrl", "seed": 1, "steps_per_second": 360.0, "updates_per_second": 360.0, "eval_mean": -170.0},
+        {"lib": "sb3", "seed": 1, "steps_per_second": 120.0, "eval_mean": -140.0},
+        {"lib": "sbx", "seed": 1, "steps_per_second": 240.0, "eval_mean": -145.0},
+    ]
+    ceiling = {"updates_per_second": 400.0, "best_updates_per_second": 450.0}
+    args = argparse.Namespace(algo="sac", env="Pendulum-v1", steps=20000)
+    s = harness.summary(records, ceiling, args)
+    assert s["kerasrl"]["steps_per_second"] == 330.0
+    assert s["kerasrl"]["steps_per_second_range"] == [300.0, 360.0]
+    assert s["sb3"]["eval_mean"] == -150.0
+    assert s["ratio_vs_sb3"]["median"] == pytest.approx(3.0)
+    assert s["ratio_vs_sbx"]["median"] == pytest.approx(1.5)
+    assert s["fraction_of_ceiling"] == pytest.approx(330.0 / 400.0)
+
+
+def test_compare_checks_the_flags_before_running_anything():
+    with pytest.raises(SystemExit):
+        harness.parse_args(["--compare", "torchrl"])
+    assert harness.parse_args(["--compare", "sb3", "sbx"]).compare == ["sb3", "sbx"]
