@@ -17,7 +17,7 @@ import pytest
 from gymnasium.wrappers import RescaleAction
 
 import kerasrl
-from support import HIDDEN, CountingEnv, make_data, make_sac
+from support import HIDDEN, CountingEnv, batch_dict, log_softmax, make_data, make_sac, np_forward, perturb_targets
 
 
 @dataclasses.dataclass
@@ -305,33 +305,6 @@ def test_per_role_optimizers_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------- SAC targets
-def batch_dict(obs, actions, rewards, next_obs, terminated) -> dict:
-    return {
-        "observation": keras.ops.convert_to_tensor(obs),
-        "action": keras.ops.convert_to_tensor(actions),
-        "reward": keras.ops.convert_to_tensor(np.asarray(rewards, np.float32)),
-        "next_observation": keras.ops.convert_to_tensor(next_obs),
-        "terminated": keras.ops.convert_to_tensor(np.asarray(terminated, np.float32)),
-    }
-
-
-def perturb_targets(agent, seed=0):
-    """Makes the targets differ from the online networks so the test can tell them apart."""
-    rng = np.random.default_rng(seed)
-    for _, target in agent.target_pairs():
-        for w in target.weights:
-            w.assign(w.numpy() + rng.normal(0, 0.3, w.shape).astype(np.float32))
-
-
-def np_forward(net, x):
-    return np.asarray(net(keras.ops.convert_to_tensor(x, "float32")))
-
-
-def log_softmax(x):
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
 def test_sac_discrete_critic_target_bootstraps_with_one_minus_terminated(cartpole):
     agent = make_sac(cartpole, gamma=0.9)
     perturb_targets(agent)

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import gymnasium as gym
+import keras
 import numpy as np
 import pytest
 
@@ -54,6 +56,10 @@ def test_eval_loads_the_agent(run_dir, tmp_path, capsys):
     assert "episode 2: return" in printed and "±" in printed
     result = json.loads(out.read_text())
     assert len(result["returns"]) == 2 and result["deterministic"] is True
+    # The same returns as evaluating the saved agent in Python with the same seed.
+    agent = keras.saving.load_model(run_dir / "agent.keras")
+    expected = agent.evaluate_env(gym.make("Pendulum-v1"), episodes=2, seed=0, deterministic=True)
+    np.testing.assert_allclose(result["returns"], expected, rtol=1e-6)
 
 
 def test_resume_continues_to_more_steps(run_dir, capsys):

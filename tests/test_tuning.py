@@ -49,6 +49,31 @@ class RecordFitStart(keras.callbacks.Callback):
             f.write(f"{self.model.env_dataset.env_steps}\n")
 
 
+class RecordFitState(keras.callbacks.Callback):
+    """Appends a JSON line with what a fit starts and ends with: counters, optimizer steps,
+    replay size and a digest of the weights (deep copies share the file)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _write(self, event: str) -> None:
+        agent, data = self.model, self.model.env_dataset
+        state = {"event": event, "env_steps": data.env_steps, "buffer": len(data.buffer),
+                 "gradient_steps": int(agent.num_gradient_steps.numpy()),
+                 "optimizer_steps": [int(getattr(agent, f"{role}_optimizer").iterations.numpy())
+                                     for role in sorted(agent.optimizer_roles())],
+                 "weights": float(sum(np.abs(w).sum(dtype=np.float64) for w in agent.get_weights()))}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(state) + "\n")
+
+    def on_train_begin(self, logs=None):
+        self._write("begin")
+
+    def on_train_end(self, logs=None):
+        self._write("end")
+
+
 class InterruptOnce(keras.callbacks.Callback):
     """Stops the search like Ctrl-C once the collector passes `env_steps` (a marker file remembers)."""
 
@@ -136,11 +161,11 @@ def test_resumed_search_keeps_finished_trials_and_continues_the_interrupted_one(
 
 
 def test_hyperband_trials_continue_from_their_parent(tmp_path):
-    starts = str(tmp_path / "starts.txt")
+    record = str(tmp_path / "fits.jsonl")
     oracle = keras_tuner.oracles.HyperbandOracle(objective=OBJECTIVE, max_epochs=3, factor=3, seed=1,
                                                  hyperparameters=tiny())
     tuner = sac_tuner(tmp_path, oracle)
-    tuner.search(env_steps=600, eval_episodes=1, callbacks=[RecordFitStart(starts)], verbose=0)
+    tuner.search(env_steps=600, eval_episodes=1, callbacks=[RecordFitState(record)], verbose=0)
     trials = tuner.oracle.trials.values()
     assert all(t.status == "COMPLETED" for t in trials)
     children = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
@@ -154,7 +179,15 @@ def test_hyperband_trials_continue_from_their_parent(tmp_path):
         assert agent.num_env_steps.numpy() == 600 and agent.num_gradient_steps.numpy() == 500
         params = {k: v for k, v in child.hyperparameters.values.items() if not k.startswith("tuner/")}
         assert params == {k: v for k, v in parent.hyperparameters.values.items() if not k.startswith("tuner/")}
-    assert str(parent_steps) in open(starts).read().split()  # a fit began where a parent stopped
+    # Every child's fit begins with exactly the state a parent's fit ended with:
+    # its weights, optimizer steps, replay buffer and counters.
+    fits = [json.loads(line) for line in open(record)]
+    ends = [{k: v for k, v in f.items() if k != "event"} for f in fits if f["event"] == "end"]
+    continued = [f for f in fits if f["event"] == "begin" and f["env_steps"] > 0]
+    assert len(continued) == len(children)
+    for begin in continued:
+        assert {k: v for k, v in begin.items() if k != "event"} in ends
+        assert begin["buffer"] == begin["env_steps"] and min(begin["optimizer_steps"]) > 0
 
 
 @pytest.mark.parametrize("name, env_id", [("sac", "Pendulum-v1"), ("dqn", "CartPole-v1"),
