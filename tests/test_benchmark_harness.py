@@ -5,6 +5,7 @@ like the library's; the runs themselves are benchmarks, not tests.
 """
 
 import argparse
+import json
 import importlib.util
 import pathlib
 import sys
@@ -90,3 +91,21 @@ def test_compare_checks_the_flags_before_running_anything():
     with pytest.raises(SystemExit):
         harness.parse_args(["--compare", "torchrl"])
     assert harness.parse_args(["--compare", "sb3", "sbx"]).compare == ["sb3", "sbx"]
+
+
+def test_table_row_prints_every_figure_from_the_summary_line(tmp_path):
+    spec = importlib.util.spec_from_file_location("benchmark_table", _RUN.parent / "table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    records = [
+        {"lib": "kerasrl", "seed": 0, "steps_per_second": 300.0, "updates_per_second": 300.0, "eval_mean": -150.0},
+        {"lib": "sbx", "seed": 0, "steps_per_second": 200.0, "eval_mean": -155.0},
+    ]
+    args = argparse.Namespace(algo="sac", env="Pendulum-v1", steps=20000)
+    summary = harness.summary(records, {"updates_per_second": 400.0, "best_updates_per_second": 450.0}, args)
+    raw = tmp_path / "sac_pendulum_peers.jsonl"
+    raw.write_text(json.dumps(records[0]) + "\n" + json.dumps(summary) + "\n")
+    row = table.row(raw, None, "benchmarks/results/")
+    assert row == ("| SAC Pendulum-v1 | 20k | 0 | 300.0 (300.0–300.0) | — | 200.0 (200.0–200.0) | — "
+                   "| **1.50x** (1.50–1.50) | 0.75 | −150, −155 "
+                   "| [sac_pendulum_peers.jsonl](benchmarks/results/sac_pendulum_peers.jsonl) |")

@@ -1,0 +1,67 @@
+"""The README's benchmark rows, printed from the raw lines of `run.py`.
+
+    python benchmarks/table.py benchmarks/results/sac_pendulum_peers.jsonl [more files...]
+
+Each file's last summary line becomes one markdown row: each library's median
+env steps/s with its range over seeds, the ratios of medians with the per-seed
+ratios' range, the fraction of the ceiling and the mean evaluation returns. The
+README's table is pasted from this output, so every figure in it is in a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PEERS = ("sb3", "sbx")
+HEADER = ("| task | env steps | seeds | kerasrl steps/s | SB3 steps/s | SBX steps/s | kerasrl / SB3 | kerasrl / SBX "
+          "| fraction of ceiling | eval: kerasrl, SB3, SBX | raw |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def rate(lib: dict | None) -> str:
+    if not lib:
+        return "—"
+    low, high = lib["steps_per_second_range"]
+    return f"{lib['steps_per_second']:.1f} ({low:.1f}–{high:.1f})"
+
+
+def ratio(r: dict | None) -> str:
+    return f"**{r['median']:.2f}x** ({r['min']:.2f}–{r['max']:.2f})" if r else "—"
+
+
+def evals(summary: dict) -> str:
+    out = []
+    for lib in ("kerasrl", *PEERS):
+        if lib in summary:
+            out.append(f"{summary[lib]['eval_mean']:.0f}".replace("-", "−"))
+    return ", ".join(out)
+
+
+def row(path: Path, label: str | None, link_prefix: str) -> str:
+    summaries = [json.loads(line) for line in path.read_text().splitlines() if '"kind": "summary"' in line]
+    if not summaries:
+        raise SystemExit(f"{path}: no summary line (did the run finish?)")
+    s = summaries[-1]
+    fraction = f"{s['fraction_of_ceiling']:.2f}" if s.get("fraction_of_ceiling") else "—"
+    seeds = " ".join(str(k) for k in s["kerasrl"]["seeds"])
+    task = label or f"{s['algo'].upper()} {s['env']}"
+    return (f"| {task} | {s['steps'] // 1000}k | {seeds} | {rate(s.get('kerasrl'))} | {rate(s.get('sb3'))} "
+            f"| {rate(s.get('sbx'))} | {ratio(s.get('ratio_vs_sb3'))} | {ratio(s.get('ratio_vs_sbx'))} | {fraction} "
+            f"| {evals(s)} | [{path.name}]({link_prefix}{path.name}) |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--labels", nargs="*", default=[], help="task labels, one per file (default: ALGO env)")
+    p.add_argument("--link-prefix", default="benchmarks/results/")
+    args = p.parse_args(argv)
+    print(HEADER)
+    for i, path in enumerate(args.files):
+        print(row(path, args.labels[i] if i < len(args.labels) else None, args.link_prefix))
+
+
+if __name__ == "__main__":
+    main()
