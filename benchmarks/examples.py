@@ -1,0 +1,87 @@
+"""Do the examples learn, every time? Runs an example script repeatedly and checks its return.
+
+    python benchmarks/examples.py dqn_lunarlander --seeds 0 0 0 1 2 --parallel 2 --out results.jsonl
+
+Each run is `python examples/<name>.py --seed <k> --out <scratch>` in a fresh
+process; the script's line "deterministic evaluation: <mean> ± <std>" is its
+result. A seed given several times is repeated: collection overlaps the update,
+so one seed does not repeat a run exactly, and a user who copies an example
+gets one of those runs. Prints one JSON line per run and a summary line (how
+many runs reached the return the README states for the example); exits 1 if
+one did not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import machine_info, now  # noqa: E402  (benchmarks/run.py)
+
+ROOT = Path(__file__).resolve().parents[1]
+# The return the README promises for each example at its budget.
+STATED_RETURN = {"dqn_lunarlander": 150.0}
+RESULT = re.compile(r"deterministic evaluation:? (-?[\d.]+) ± ([\d.]+)")
+
+
+def run_example(name: str, seed: int, cpu: int | None) -> dict:
+    command = [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--seed", str(seed)]
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        command = ["taskset", "-c", str(cpu), *command]
+    with tempfile.TemporaryDirectory(prefix=f"kerasrl-example-{name}-") as out:
+        start = time.perf_counter()
+        proc = subprocess.run([*command, "--out", out], capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        seconds = time.perf_counter() - start
+    match = RESULT.search(proc.stdout)
+    if proc.returncode != 0 or not match:
+        sys.stderr.write(proc.stderr[-3000:])
+        return {"example": name, "seed": seed, "status": "failed", "returncode": proc.returncode,
+                "seconds": round(seconds, 1), "date": now()}
+    return {"example": name, "seed": seed, "eval_mean": float(match.group(1)), "eval_std": float(match.group(2)),
+            "seconds": round(seconds, 1), "cpu": cpu, "date": now(), "machine": machine_info()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("example", choices=sorted(STATED_RETURN))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 0, 0, 1, 2],
+                   help="one run per entry; repeat a seed to repeat its run")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs at a time, each pinned to its own CPU (2 on this 2-core machine)")
+    p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    args = p.parse_args(argv)
+
+    def emit(record: dict) -> None:
+        line = json.dumps(record)
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
+
+    cpus = [i if args.parallel > 1 else None for i in range(args.parallel)]
+    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+        futures = [pool.submit(run_example, args.example, seed, cpus[i % args.parallel])
+                   for i, seed in enumerate(args.seeds)]
+        records = [f.result() for f in futures]
+    for record in records:
+        emit(record)
+    threshold = STATED_RETURN[args.example]
+    reached = [r.get("eval_mean", float("-inf")) >= threshold for r in records]
+    emit({"kind": "summary", "example": args.example, "stated_return": threshold, "runs": len(records),
+          "reached": sum(reached), "seeds": args.seeds, "eval_means": [r.get("eval_mean") for r in records],
+          "command": "python " + " ".join(sys.argv), "date": now()})
+    return 0 if all(reached) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
