@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
 import subprocess
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import machine_info, now  # noqa: E402  (benchmarks/run.py)
+from run import _claim_stdout, emit as emit_line, machine_info, now  # noqa: E402  (benchmarks/run.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The return the README promises for each example at its budget.
@@ -61,12 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = p.parse_args(argv)
 
+    _claim_stdout()
+
     def emit(record: dict) -> None:
-        line = json.dumps(record)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(line + "\n")
+        emit_line(record, args.out)
 
     cpus = [i if args.parallel > 1 else None for i in range(args.parallel)]
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import shutil
 import subprocess
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run import _claim_stdout, emit as emit_line  # noqa: E402  (benchmarks/run.py: JSON lines on stdout)
 
 
 class Mutation(NamedTuple):
@@ -230,12 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name:40s} {m.path}  [{' '.join(m.tests)}]")
         return 0
 
+    _claim_stdout()
+
     def emit(record: dict) -> None:
-        line = json.dumps(record)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(line + "\n")
+        emit_line(record, args.out)
 
     every_test = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
     baseline = check(None, every_test, args.timeout)
