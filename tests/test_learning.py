@@ -24,18 +24,22 @@ from support import random_returns
 pytestmark = pytest.mark.learning
 
 
-def train(env_id: str, updates: int, seed: int = 0):
+def train(algo, env_id: str, updates: int, *, batch_size: int = 64, learning_starts: int = 500,
+          steps_per_epoch: int = 500, agent_kwargs: dict | None = None, data_kwargs: dict | None = None,
+          callbacks: tuple = (), seed: int = 0):
+    """A (64, 64) agent trained for `updates` gradient steps, one per env step after the warm-up."""
     env = gym.make(env_id)
-    agent = kerasrl.SAC.from_env(env, hidden=(64, 64), seed=seed)
+    agent = algo.from_env(env, hidden=(64, 64), seed=seed, **(agent_kwargs or {}))
     agent.compile(optimizer=keras.optimizers.Adam(1e-3))
-    data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(10_000), batch_size=64,
-                              learning_starts=500, seed=seed)
-    history = agent.fit(data, epochs=updates // 500, steps_per_epoch=500, verbose=0)
+    data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(10_000), batch_size=batch_size,
+                              learning_starts=learning_starts, seed=seed, **(data_kwargs or {}))
+    history = agent.fit(data, epochs=updates // steps_per_epoch, steps_per_epoch=steps_per_epoch, verbose=0,
+                        callbacks=list(callbacks))
     return agent, history
 
 
 def test_sac_learns_pendulum():
-    agent, history = train("Pendulum-v1", 4000)
+    agent, history = train(kerasrl.SAC, "Pendulum-v1", 4000)
     random = random_returns("Pendulum-v1", episodes=5, seed=1).mean()
     returns = agent.evaluate_env(gym.make("Pendulum-v1"), episodes=5, seed=1)
     assert returns.mean() > -700 and returns.mean() > random + 400, (returns, random)
@@ -45,37 +49,18 @@ def test_sac_learns_pendulum():
 
 
 def test_discrete_sac_learns_cartpole():
-    agent, history = train("CartPole-v1", 1500)
+    agent, history = train(kerasrl.SAC, "CartPole-v1", 1500)
     random = random_returns("CartPole-v1", episodes=5, seed=1).mean()
     returns = agent.evaluate_env(gym.make("CartPole-v1"), episodes=5, seed=1)
     assert returns.mean() > 100 and returns.mean() > 3 * random, (returns, random)
     assert history.history["episode_return"][-1] > history.history["episode_return"][0]
 
 
-def train_dqn(seed: int = 0, env_steps: int = 10_000):
-    env = gym.make("CartPole-v1")
-    agent = kerasrl.DQN.from_env(env, hidden=(64, 64), seed=seed)
-    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
-    data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(10_000), batch_size=64,
-                              learning_starts=1000, exploration=schedules.Linear(1.0, 0.05, 5000), seed=seed)
-    updates = data.updates_for(env_steps)
-    history = agent.fit(data, epochs=updates // 1000, steps_per_epoch=1000, verbose=0,
-                        callbacks=[rlcb.HardTargetUpdate(every=250)])
-    return agent, history
-
-
-def train_deterministic_policy(algo, seed: int = 0, updates: int = 4000):
-    env = gym.make("Pendulum-v1")
-    agent = algo.from_env(env, hidden=(64, 64), gamma=0.98, seed=seed)
-    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
-    data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(10_000), batch_size=128,
-                              learning_starts=1000, seed=seed)
-    history = agent.fit(data, epochs=updates // 500, steps_per_epoch=500, verbose=0)
-    return agent, history
-
-
 def test_dqn_learns_cartpole():
-    agent, history = train_dqn()
+    # 10k env steps: 1000 random, then 9000 with an update each.
+    agent, history = train(kerasrl.DQN, "CartPole-v1", 9000, learning_starts=1000, steps_per_epoch=1000,
+                           data_kwargs=dict(exploration=schedules.Linear(1.0, 0.05, 5000)),
+                           callbacks=(rlcb.HardTargetUpdate(every=250),))
     returns = agent.evaluate_env(gym.make("CartPole-v1"), episodes=5, seed=1)
     assert returns.mean() > 60, returns
     assert history.history["episode_return"][-1] > 2 * history.history["episode_return"][0]
@@ -84,7 +69,8 @@ def test_dqn_learns_cartpole():
 
 @pytest.mark.parametrize("algo, threshold", [(kerasrl.TD3, -600.0), (kerasrl.DDPG, -400.0)])
 def test_deterministic_policy_learns_pendulum(algo, threshold):
-    agent, history = train_deterministic_policy(algo)
+    agent, history = train(algo, "Pendulum-v1", 4000, batch_size=128, learning_starts=1000,
+                           agent_kwargs=dict(gamma=0.98))
     returns = agent.evaluate_env(gym.make("Pendulum-v1"), episodes=5, seed=1)
     assert returns.mean() > threshold, returns
     assert np.all(np.isfinite(history.history["critic_loss"]))
