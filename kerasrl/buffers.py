@@ -45,12 +45,27 @@ class ReplayBuffer:
     Storage is allocated on the first `add`, with the shapes and dtypes of that
     transition; later transitions must match.
 
+    Histories: with `history_length=L`, every sampled transition also carries
+    the L observations and actions before t (`history_observation`,
+    `history_action`, oldest first) and before t+1 (`next_history_*`, the
+    same window moved on by one step, so it ends with the observation and
+    action at t), each with a `*_mask` that is True on the steps that exist.
+    A history stops at its episode's start and never crosses into another
+    episode or another environment copy; the missing steps are zeros at the
+    front of the window (masked out), and the first step of an episode has an
+    empty history. Each transition is stored once, with a link to the previous
+    step of its episode; the windows are gathered from the links at sampling
+    time, L vectorised lookups per batch. Steps whose predecessors were
+    overwritten shorten the history.
+
     Args:
         capacity: the most transitions kept; the oldest are overwritten.
         n_step: steps summed into each reward (1), or "episode".
         gamma: discount of the n-step sums; `EnvDataset` sets the agent's
             gamma when left None.
         seed: seed of the sampling generator.
+        history_length: past steps given with each transition (0: none);
+            needs `n_step=1`.
 
     Example:
 
@@ -60,16 +75,25 @@ class ReplayBuffer:
     buffer.add(obs_batch, act_batch, rewards, next_batch, terms)  # or a batch
     batch, indices = buffer.sample(256)
     buffer.save("buffer.npz"); buffer.load("buffer.npz")
+
+    with_history = kerasrl.ReplayBuffer(100_000, history_length=5)
     ```
     """
 
     prioritized = False
 
-    def __init__(self, capacity: int, n_step: int | str = 1, gamma: float | None = None, seed: int | None = None):
+    def __init__(self, capacity: int, n_step: int | str = 1, gamma: float | None = None, seed: int | None = None,
+                 history_length: int = 0):
         if int(capacity) <= 0:
             raise ValueError(f"{type(self).__name__} capacity must be positive, got {capacity}.")
         if n_step != "episode" and (isinstance(n_step, str) or int(n_step) < 1):
             raise ValueError(f"n_step must be a positive integer or 'episode', got {n_step!r}.")
+        if int(history_length) < 0:
+            raise ValueError(f"history_length must be >= 0, got {history_length}.")
+        if int(history_length) and n_step != 1:
+            raise ValueError(f"history_length={history_length} needs n_step=1 (histories of n-step "
+                             f"transitions are not supported yet), got n_step={n_step!r}.")
+        self.history_length = int(history_length)
         self.capacity = int(capacity)
         self.n_step = n_step if n_step == "episode" else int(n_step)
         self.gamma = None if gamma is None else float(gamma)
@@ -80,14 +104,15 @@ class ReplayBuffer:
         self.num_added = 0  # transitions ever stored; the step of the buffer's schedules
         self._spec: dict[str, tuple] | None = None  # per-transition (shape, dtype) of each field
         self._windows: dict[int, list] = {}  # n-step: each environment's pending steps
+        self._last: dict[int, int] = {}  # histories: env id -> id of its running episode's newest transition
 
     def __len__(self) -> int:
         return self.size
 
     @property
     def fields(self) -> tuple[str, ...]:
-        """Names of the stored arrays (and of the batch's transition fields)."""
-        return FIELDS + (("discount",) if self.n_step != 1 else ())
+        """Names of the stored arrays."""
+        return FIELDS + (("discount",) if self.n_step != 1 else ()) + (("prev",) if self.history_length else ())
 
     @property
     def extra_fields(self) -> tuple[str, ...]:
@@ -133,6 +158,8 @@ class ReplayBuffer:
                     f"expected {shape} (batch of {n})."
                 )
         if self.n_step == 1:
+            if self.history_length:
+                self._link(transition, n, truncated, env_ids)
             self._store(transition)
             return
         if self.gamma is None:
@@ -153,6 +180,20 @@ class ReplayBuffer:
                 window.pop(0)
         if ready:
             self._store(self._returns(ready))
+
+    def _link(self, transition: dict[str, np.ndarray], n: int, truncated: Any, env_ids: Any) -> None:
+        """Adds `prev`: the id of each row's previous step in its episode (-1 at an episode's start)."""
+        ends = transition["terminated"] > 0
+        if truncated is not None:
+            ends |= np.asarray(truncated, bool).reshape(n)
+        env_ids = np.arange(n) if env_ids is None else np.asarray(env_ids).reshape(n)
+        prev = np.empty(n, np.int64)
+        for row in range(n):  # one dict lookup per environment copy
+            env = int(env_ids[row])
+            prev[row] = self._last.pop(env, -1)
+            if not ends[row]:
+                self._last[env] = self.num_added + row
+        transition["prev"] = prev
 
     def _returns(self, ready: list) -> dict[str, np.ndarray]:
         """The n-step transitions of complete windows: from each of a window's
@@ -193,8 +234,9 @@ class ReplayBuffer:
         return indices
 
     def drop_pending(self) -> None:
-        """Forgets the incomplete n-step windows (their episodes were cut short)."""
+        """Forgets the incomplete n-step windows and histories (their episodes were cut short)."""
         self._windows.clear()
+        self._last.clear()
 
     # ---------------------------------------------------------------- sampling
     def _check_sample(self, batch_size: int) -> None:
@@ -215,7 +257,38 @@ class ReplayBuffer:
         """
         self._check_sample(batch_size)
         indices = self.rng.integers(0, self.size, size=batch_size)
-        return {name: store[indices] for name, store in self.storage.items()}, indices
+        return self._gather(indices), indices
+
+    def _gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch of the transitions at `indices`, with their histories."""
+        batch = {name: store[indices] for name, store in self.storage.items() if name != "prev"}
+        if self.history_length:
+            batch.update(self._histories(indices, batch["observation"], batch["action"]))
+        return batch
+
+    def _histories(self, indices: np.ndarray, observation: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+        """The windows before t and before t+1 of the transitions at `indices`."""
+        length, prev = self.history_length, self.storage["prev"]
+        slots = np.zeros((len(indices), length), np.int64)
+        mask = np.zeros((len(indices), length), bool)
+        ids = prev[indices]
+        oldest_held = self.num_added - self.size
+        for k in range(length - 1, -1, -1):  # newest first, following the links
+            held = ids >= max(oldest_held, 0)
+            mask[:, k] = held
+            slots[:, k] = np.where(held, ids % self.capacity, 0)
+            ids = np.where(held, prev[slots[:, k]], -1)
+        obs = self.storage["observation"][slots]
+        act = self.storage["action"][slots]
+        obs[~mask] = 0
+        act[~mask] = 0
+        step = np.ones((len(indices), 1), bool)
+        return {
+            "history_observation": obs, "history_action": act, "history_mask": mask,
+            "next_history_observation": np.concatenate([obs[:, 1:], observation[:, None]], axis=1),
+            "next_history_action": np.concatenate([act[:, 1:], action[:, None]], axis=1),
+            "next_history_mask": np.concatenate([mask[:, 1:], step], axis=1),
+        }
 
     # ------------------------------------------------------------- persistence
     def _extra_arrays(self) -> dict[str, np.ndarray]:
@@ -253,15 +326,15 @@ class ReplayBuffer:
         size, position = int(content["size"]), int(content["position"])
         arrays = {f: content[f] for f in content if f in FIELDS + ("discount",) + self.fields}
         if arrays and set(arrays) != set(self.fields):
-            raise ValueError(f"{path!r} holds the fields {sorted(arrays)}, this buffer (n_step={self.n_step!r}) "
-                             f"stores {sorted(self.fields)}.")
+            raise ValueError(f"{path!r} holds the fields {sorted(arrays)}, this buffer (n_step={self.n_step!r}, "
+                             f"history_length={self.history_length}) stores {sorted(self.fields)}.")
         if any(len(a) != size for a in arrays.values()) or (size and not arrays):
             raise ValueError(f"{path!r} is damaged: its arrays do not hold the {size} transitions it records.")
         apply_extra = self._load_extra(content, os.fspath(path))
         # Checked first, changed after: a bad file leaves this buffer as it was.
         self.size, self.position = size, position
         self.num_added = int(content.get("num_added", size))
-        self._windows.clear()
+        self.drop_pending()
         if arrays:
             self.storage = {name: np.zeros((self.capacity,) + a.shape[1:], a.dtype) for name, a in arrays.items()}
             self._spec = {name: (a.shape[1:], a.dtype) for name, a in arrays.items() if name in FIELDS}
@@ -274,7 +347,7 @@ class ReplayBuffer:
 
     def get_config(self) -> dict[str, Any]:
         return {"class_name": type(self).__name__, "capacity": self.capacity,
-                "n_step": self.n_step, "gamma": self.gamma}
+                "n_step": self.n_step, "gamma": self.gamma, "history_length": self.history_length}
 
 
 _OPS = {"sum": 0, "min": 1, "max": 2}
@@ -430,7 +503,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         priority: "proportional" (the above), "genetic" or a
             `GeneticPriority(...)` (Genetic SAC's rule; alpha, beta and
             epsilon then come from it).
-        n_step, gamma, seed: as for `ReplayBuffer`.
+        n_step, gamma, seed, history_length: as for `ReplayBuffer`.
 
     Example:
 
@@ -446,8 +519,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def __init__(self, capacity: int, alpha: float = 0.6, beta: Any = 0.4, epsilon: float = 1e-6,
                  priority: str | GeneticPriority | dict = "proportional", n_step: int | str = 1,
-                 gamma: float | None = None, seed: int | None = None):
-        super().__init__(capacity, n_step=n_step, gamma=gamma, seed=seed)
+                 gamma: float | None = None, seed: int | None = None, history_length: int = 0):
+        super().__init__(capacity, n_step=n_step, gamma=gamma, seed=seed, history_length=history_length)
         if isinstance(priority, dict):
             priority = GeneticPriority(**{k: v for k, v in priority.items() if k != "name"})
         if priority == "genetic":
@@ -483,7 +556,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         prefix = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
         indices = self.sum_tree.find_prefix_sum(np.minimum(prefix, np.nextafter(total, 0)))
         indices = np.minimum(indices, self.size - 1)  # float round-off past the last filled leaf
-        batch = {name: store[indices] for name, store in self.storage.items()}
+        batch = self._gather(indices)
         batch["weight"] = self.rule.weights(self.sum_tree[indices], self).astype(np.float32)
         return batch, indices
 
@@ -548,9 +621,10 @@ class FrameStackReplayBuffer(ReplayBuffer):
     ```
     """
 
-    def __init__(self, capacity: int, n_step: int = 1, gamma: float | None = None, seed: int | None = None):
-        if n_step != 1:
-            raise ValueError("FrameStackReplayBuffer supports n_step=1 only.")
+    def __init__(self, capacity: int, n_step: int = 1, gamma: float | None = None, seed: int | None = None,
+                 history_length: int = 0):
+        if n_step != 1 or history_length:
+            raise ValueError("FrameStackReplayBuffer supports n_step=1 and history_length=0 only.")
         super().__init__(capacity, n_step=1, gamma=gamma, seed=seed)
         self._last: dict[int, int] = {}  # env id -> id of its running episode's newest transition
         self.final_frames: dict[int, np.ndarray] = {}  # transition id -> final frame of its episode
