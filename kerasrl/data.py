@@ -183,7 +183,11 @@ class EnvDataset:
             raise ValueError(f"EnvDataset needs a gymnasium Env, VectorEnv or id, got {env!r}.")
         self.agent = agent
         self._check_spaces()
-        self.buffer = buffer if buffer is not None else ReplayBuffer(1_000_000, seed=seed)
+        history = agent.history_length
+        self.buffer = buffer if buffer is not None else ReplayBuffer(1_000_000, seed=seed, history_length=history)
+        if self.buffer.history_length != history:
+            raise ValueError(f"{type(agent).__name__} has history_length={history}, but the replay buffer keeps "
+                             f"histories of {self.buffer.history_length}; give it history_length={history}.")
         if batch_size > self.buffer.capacity:
             raise ValueError(f"batch_size {batch_size} is larger than the replay buffer's capacity "
                              f"{self.buffer.capacity}.")
@@ -233,6 +237,7 @@ class EnvDataset:
         self._running_return = np.zeros(self.n_envs)
         self._running_length = np.zeros(self.n_envs, dtype=np.int64)
         self._skip = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP autoreset: this step is a reset
+        self._policy_state: Any = None  # stateful agents: each environment copy's acting state
         self._updates_left = 0
         # Batches sampled ahead of the updates (prefetch, chunks) when a checkpoint was taken:
         # after a resume they are sampled again without collecting, as the run would have.
@@ -270,6 +275,8 @@ class EnvDataset:
         self._running_return[:] = 0.0
         self._running_length[:] = 0
         self._skip[:] = False
+        if self.agent.stateful:
+            self._policy_state = self.agent.initial_state(self.n_envs)
         if self.action_noise is not None:
             self.action_noise.reset()
         if self.env_steps == 0 and self.seed is not None:
@@ -280,15 +287,21 @@ class EnvDataset:
         if self._obs is None:
             self._start()
         obs = self._obs
+        stateful = {"state": self._policy_state} if self.agent.stateful else {}
         if random:
             actions = self.env.sample_actions()
+            if stateful:
+                self._policy_state = self.agent.advance_state(self._policy_state, obs, actions)
         elif self.exploration is not None:
-            actions = self.agent.act(obs, deterministic=False, rng=self.rng, epsilon=self.exploration(self.env_steps))
+            actions = self.agent.act(obs, deterministic=False, rng=self.rng, epsilon=self.exploration(self.env_steps),
+                                     **stateful)
         elif self.action_noise is not None:
             noise = self.action_noise.sample(self.rng, self.n_envs, self.agent.act_dim, self.env_steps)
-            actions = self.agent.act(obs, deterministic=False, rng=self.rng, noise=noise)
+            actions = self.agent.act(obs, deterministic=False, rng=self.rng, noise=noise, **stateful)
         else:
-            actions = self.agent.act(obs, deterministic=False, rng=self.rng)
+            actions = self.agent.act(obs, deterministic=False, rng=self.rng, **stateful)
+        if stateful and not random:
+            actions, self._policy_state = actions
         next_obs, rewards, terminated, truncated, info = self.env.step(actions)
         rewards = np.asarray(rewards, dtype=np.float64)
         if not np.all(np.isfinite(rewards)):
@@ -325,7 +338,10 @@ class EnvDataset:
                 self._episode_means = None
                 self._running_return[i] = 0.0
                 self._running_length[i] = 0
-        if getattr(self.env, "mode", AUTORESET.SAME_STEP) == AUTORESET.NEXT_STEP:
+        next_step_mode = getattr(self.env, "mode", AUTORESET.SAME_STEP) == AUTORESET.NEXT_STEP
+        if self.agent.stateful:  # a copy whose next observation starts an episode starts from the initial state
+            self._policy_state = self.agent.reset_state(self._policy_state, ~keep if next_step_mode else done)
+        if next_step_mode:
             self._skip = done
         self._obs = next_obs
 
@@ -417,6 +433,11 @@ class EnvDataset:
             ("terminated", tf.float32, (b,)),
         ]
         fields += [(name, tf.float32, (b,)) for name in self.buffer.extra_fields]
+        length = self.buffer.history_length
+        for prefix in ("history_", "next_history_") if length else ():
+            fields += [(prefix + "observation", tf.as_dtype(self.obs_dtype), (b, length) + obs_shape),
+                       (prefix + "action", tf.as_dtype(self.action_dtype), (b, length) + act_shape),
+                       (prefix + "mask", tf.bool, (b, length))]
         if self.buffer.prioritized:
             fields.append(("indices", tf.int64, (b,)))
         fields += [(name, tf.float32, ()) for name in self.stats() if name != "env_steps"]

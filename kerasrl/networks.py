@@ -173,3 +173,148 @@ def _dueling(z: np.ndarray) -> np.ndarray:
 def _activation_name(layer: keras.layers.Layer) -> str:
     activation = keras.activations.serialize(layer.activation)
     return activation if isinstance(activation, str) else activation.get("config", {}).get("name", "")
+
+
+def memory_network(
+    obs_dim: int,
+    act_dim: int,
+    history_length: int,
+    output_dim: int,
+    *,
+    with_action: bool,
+    memory_hidden: Sequence[int] = (128,),
+    lstm_units: int = 128,
+    memory_after: Sequence[int] = (),
+    feature_hidden: Sequence[int] = (128, 128),
+    combination_hidden: Sequence[int] = (128,),
+    use_past_actions: bool = True,
+    activation: str = "relu",
+    output_activation: str | None = None,
+    name: str = "memory_network",
+    seed: int | None = None,
+    dtype: Any = None,
+) -> keras.Model:
+    """LSTM-TD3's network (Meng et al. 2021): a memory branch over the past and a current-feature branch.
+
+    Inputs (a dict): `observation` (obs_dim,), `action` (act_dim,) when
+    `with_action` (critics), and with `history_length > 0`:
+    `history_observation` (L, obs_dim), `history_action` (L, act_dim) (when
+    `use_past_actions`) and `history_mask` (L,) bool.
+
+    * memory: Dense `memory_hidden` over each past [observation, action] ->
+      LSTM(`lstm_units`), which skips masked steps (an empty history gives
+      the zero state) -> Dense `memory_after`;
+    * current features: Dense `feature_hidden` over [observation(, action)];
+    * combination: Dense `combination_hidden` over both -> the output layer.
+
+    Layers are named (`memory_dense_i`, `memory_lstm`, `memory_after_i`,
+    `feature_i`, `combination_i`, `output`) so `NumpyMemoryNet` can mirror them.
+    """
+    init = lambda i: keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+    dense = lambda units, layer_name, i, act=activation, layer_dtype=dtype: keras.layers.Dense(
+        units, activation=act, kernel_initializer=init(i), name=layer_name, dtype=layer_dtype)
+    inputs = {"observation": keras.Input(shape=(obs_dim,), name="observation")}
+    current = inputs["observation"]
+    if with_action:
+        inputs["action"] = keras.Input(shape=(act_dim,), name="action")
+        current = keras.layers.Concatenate(name="current", dtype=dtype)([current, inputs["action"]])
+    for i, units in enumerate(feature_hidden):
+        current = dense(units, f"feature_{i}", 10 + i)(current)
+    branches = [current]
+    if history_length:
+        inputs["history_observation"] = keras.Input(shape=(history_length, obs_dim), name="history_observation")
+        inputs["history_mask"] = keras.Input(shape=(history_length,), dtype="bool", name="history_mask")
+        past = inputs["history_observation"]
+        if use_past_actions:
+            inputs["history_action"] = keras.Input(shape=(history_length, act_dim), name="history_action")
+            past = keras.layers.Concatenate(name="past", dtype=dtype)([past, inputs["history_action"]])
+        for i, units in enumerate(memory_hidden):
+            past = dense(units, f"memory_dense_{i}", i)(past)
+        # seed=0: the LSTM's dropout generator (unused, no dropout) then has a fixed state that loads back equal.
+        # unroll: a short window runs faster as unrolled steps than as a graph loop (and traces faster).
+        memory = keras.layers.LSTM(lstm_units, name="memory_lstm", dtype=dtype, seed=0, unroll=history_length <= 16,
+                                   kernel_initializer=init(5), recurrent_initializer=keras.initializers.Orthogonal(
+                                       seed=None if seed is None else seed + 6))(past, mask=inputs["history_mask"])
+        for i, units in enumerate(memory_after):
+            memory = dense(units, f"memory_after_{i}", 20 + i)(memory)
+        branches.insert(0, memory)
+    x = branches[0] if len(branches) == 1 else keras.layers.Concatenate(name="combined", dtype=dtype)(branches)
+    for i, units in enumerate(combination_hidden):
+        x = dense(units, f"combination_{i}", 30 + i)(x)
+    output = dense(output_dim, "output", 40, act=output_activation, layer_dtype="float32")(x)
+    return keras.Model(inputs, output, name=name)
+
+
+class NumpyMemoryNet:
+    """A frozen numpy copy of a `memory_network`, for acting without TensorFlow.
+
+    Called with the current observations (B, obs_dim) and the history arrays
+    (B, L, ...) and mask (B, L); the LSTM steps only where the mask is set,
+    as Keras' masked LSTM does.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reads the current weights."""
+        layers = {layer.name: layer for layer in self.model.layers}
+
+        def stack(prefix: str) -> list[tuple[np.ndarray, np.ndarray, Callable]]:
+            found, i = [], 0
+            while f"{prefix}_{i}" in layers:
+                layer = layers[f"{prefix}_{i}"]
+                found.append((read_numpy(layer.kernel), read_numpy(layer.bias),
+                              _NUMPY_ACTIVATIONS[_activation_name(layer)]))
+                i += 1
+            return found
+
+        self.memory_dense, self.memory_after = stack("memory_dense"), stack("memory_after")
+        self.features, self.combination = stack("feature"), stack("combination")
+        output = layers["output"]
+        self.output = (read_numpy(output.kernel), read_numpy(output.bias), _NUMPY_ACTIVATIONS[_activation_name(output)])
+        lstm = layers.get("memory_lstm")
+        self.lstm = None if lstm is None else tuple(read_numpy(w) for w in lstm.cell.weights)  # kernel, recurrent, bias
+        self.past_actions = "history_action" in self.model.input
+
+    def __call__(self, observation: np.ndarray, history_observation: np.ndarray | None = None,
+                 history_action: np.ndarray | None = None, history_mask: np.ndarray | None = None,
+                 action: np.ndarray | None = None) -> np.ndarray:
+        x = observation if action is None else np.concatenate([observation, action], axis=-1)
+        for kernel, bias, activation in self.features:
+            x = activation(x @ kernel + bias)
+        if self.lstm is not None:
+            past = history_observation
+            if self.past_actions:
+                past = np.concatenate([past, history_action], axis=-1)
+            batch, length = past.shape[:2]
+            past = past.reshape(batch * length, -1)  # 2-D matmuls: numpy's stacked 3-D ones are slower
+            for kernel, bias, activation in self.memory_dense:
+                past = activation(past @ kernel + bias)
+            kernel, recurrent, bias = self.lstm
+            units = recurrent.shape[0]
+            projected = (past @ kernel + bias).reshape(batch, length, -1)  # the input part of every gate, at once
+            h = np.zeros((len(x), units), np.float32)
+            c = np.zeros_like(h)
+            for t in np.flatnonzero(history_mask.any(axis=0)):  # steps no row holds change nothing
+                z = projected[:, t] + h @ recurrent
+                gates = _sigmoid(z)  # input, forget, (cell), output: Keras' order
+                c_new = gates[:, units:2 * units] * c + gates[:, :units] * np.tanh(z[:, 2 * units:3 * units])
+                h_new = gates[:, 3 * units:] * np.tanh(c_new)
+                step = history_mask[:, t]
+                if step.all():
+                    h, c = h_new, c_new
+                else:
+                    h, c = np.where(step[:, None], h_new, h), np.where(step[:, None], c_new, c)
+            for kernel, bias, activation in self.memory_after:
+                h = activation(h @ kernel + bias)
+            x = np.concatenate([h, x], axis=-1)
+        for kernel, bias, activation in self.combination:
+            x = activation(x @ kernel + bias)
+        kernel, bias, activation = self.output
+        return activation(x @ kernel + bias)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))

@@ -91,7 +91,8 @@ def make_data(env, agent, capacity: int = 2_000, **kwargs) -> kerasrl.EnvDataset
     kwargs.setdefault("batch_size", 16)
     kwargs.setdefault("learning_starts", 32)
     kwargs.setdefault("seed", 0)
-    return kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(capacity), **kwargs)
+    return kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(capacity, history_length=agent.history_length),
+                              **kwargs)
 
 
 def numpy_weights(model) -> list[np.ndarray]:

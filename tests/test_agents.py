@@ -60,7 +60,16 @@ AGENT_CASES = [
               lambda env: kerasrl.TD3.from_env(env, hidden=HIDDEN, seed=0, dtype="mixed_bfloat16")),
     AgentCase("sac-box-mixed-bfloat16", "Pendulum-v1",
               lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0, dtype="mixed_bfloat16")),
+    AgentCase("lstm-td3", "Pendulum-v1",
+              lambda env: kerasrl.LSTMTD3.from_env(env, history_length=3, memory_hidden=(16,), lstm_units=16,
+                                                   feature_hidden=(16,), hidden=(16,), seed=0)),
 ]
+
+
+def act(agent: kerasrl.Agent, observation: Any, **kwargs: Any) -> np.ndarray:
+    """The action of `agent.act`; a memory agent starts from its initial state and also returns the next one."""
+    out = agent.act(observation, **kwargs)
+    return out[0] if agent.stateful else out
 
 
 def assert_same_variables(a, b) -> None:
@@ -88,20 +97,20 @@ class TestAgentContract:
         agent = case.build(env)  # acting needs no compile
         obs, _ = env.reset(seed=0)
         for deterministic in (True, False):
-            action = agent.act(obs, deterministic=deterministic)
+            action = act(agent, obs, deterministic=deterministic)
             assert env.action_space.contains(action), action
             assert np.shape(action) == env.action_space.shape
         batch = np.stack([env.observation_space.sample() for _ in range(7)])
-        actions = agent.act(batch)
+        actions = act(agent, batch)
         assert actions.shape == (7,) + env.action_space.shape
         assert all(env.action_space.contains(a) for a in actions)
         # Deterministic acting is a function of the observation.
-        np.testing.assert_array_equal(agent.act(batch, deterministic=True), agent.act(batch, deterministic=True))
+        np.testing.assert_array_equal(act(agent, batch, deterministic=True), act(agent, batch, deterministic=True))
         # (up to float rounding: a batch goes through a different matmul kernel)
-        np.testing.assert_allclose(agent.act(batch[2], deterministic=True), agent.act(batch, deterministic=True)[2],
+        np.testing.assert_allclose(act(agent, batch[2], deterministic=True), act(agent, batch, deterministic=True)[2],
                                    rtol=1e-5, atol=1e-6)
         # The action steps the environment.
-        env.step(agent.act(obs))
+        env.step(act(agent, obs))
 
     def test_fit_counters_with_steps_per_execution(self, case):
         env = case.make_env()
@@ -161,9 +170,9 @@ class TestAgentContract:
             assert any(np.any(v.numpy() != 0) for v in opts2[role].variables[2:]), role
 
         # The same policy.
-        np.testing.assert_array_equal(again.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+        np.testing.assert_array_equal(act(again, obs, deterministic=True), act(agent, obs, deterministic=True))
         batch = np.stack([env.observation_space.sample() for _ in range(5)])
-        np.testing.assert_array_equal(again.act(batch, deterministic=True), agent.act(batch, deterministic=True))
+        np.testing.assert_array_equal(act(again, batch, deterministic=True), act(agent, batch, deterministic=True))
 
         # And it trains on.
         history = again.fit(make_data(env, again, learning_starts=32, batch_size=16),

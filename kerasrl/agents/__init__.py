@@ -3,7 +3,8 @@
 from kerasrl.agents.base import Agent
 from kerasrl.agents.ddpg import DDPG
 from kerasrl.agents.dqn import DQN
+from kerasrl.agents.lstm_td3 import LSTMTD3
 from kerasrl.agents.sac import SAC
 from kerasrl.agents.td3 import TD3
 
-__all__ = ["Agent", "DDPG", "DQN", "SAC", "TD3"]
+__all__ = ["Agent", "DDPG", "DQN", "LSTMTD3", "SAC", "TD3"]

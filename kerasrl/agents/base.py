@@ -67,6 +67,10 @@ class Agent(keras.Model):
     """
 
     metric_names: tuple[str, ...] = ("loss",)
+    # Agents with memory carry a state between steps: `act(obs, state=...)` returns
+    # `(action, state)`, and they provide initial_state, reset_state and advance_state.
+    stateful: bool = False
+    history_length: int = 0  # past steps each replay batch must carry (ReplayBuffer(history_length=...))
     # Box observations are flattened for MLPs; image torsos keep their shape.
     flatten_observations: bool = True
 
@@ -187,7 +191,7 @@ class Agent(keras.Model):
     def refresh_policy(self) -> None:
         """Copies the current policy weights into the acting snapshot."""
         for net in (self._snapshot or {}).values():
-            if isinstance(net, NumpyMLP):
+            if hasattr(net, "refresh"):  # numpy copies; compiled calls read the live variables
                 net.refresh()
 
     def _forget_policy(self) -> None:
@@ -261,9 +265,14 @@ class Agent(keras.Model):
         returns = np.zeros(episodes, dtype=np.float64)
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed if episode == 0 else None)
+            state = self.initial_state() if self.stateful else None
             done = False
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(self._act_with(nets, obs, deterministic))
+                if self.stateful:
+                    action, state = self._act_with(nets, obs, deterministic, state=state)
+                else:
+                    action = self._act_with(nets, obs, deterministic)
+                obs, reward, terminated, truncated, _ = env.step(action)
                 returns[episode] += float(reward)
                 done = terminated or truncated
                 if render:

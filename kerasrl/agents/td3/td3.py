@@ -98,17 +98,10 @@ class TD3(Agent):
         self.act_dim = int(np.prod(self.action_space.shape))
 
         net_seed = lambda k: None if seed is None else seed * 100 + 10 * k
-        critic_in = self.obs_dim + self.act_dim
-        self.actor = mlp(self.obs_dim, self.hidden, self.act_dim, activation, name="actor",
-                         output_activation="tanh", seed=net_seed(1), dtype=self.dtype_policy)
-        self.actor_target = mlp(self.obs_dim, self.hidden, self.act_dim, activation, name="actor_target",
-                                output_activation="tanh", dtype=self.dtype_policy)
-        self.critics = [mlp(critic_in, self.hidden, 1, activation, name=f"critic{i + 1}", seed=net_seed(2 + i),
-                            dtype=self.dtype_policy)
-                        for i in range(self.n_critics)]
-        self.critic_targets = [mlp(critic_in, self.hidden, 1, activation, name=f"critic{i + 1}_target",
-                                   dtype=self.dtype_policy)
-                               for i in range(self.n_critics)]
+        self.actor = self.make_actor("actor", net_seed(1))
+        self.actor_target = self.make_actor("actor_target", None)
+        self.critics = [self.make_critic(f"critic{i + 1}", net_seed(2 + i)) for i in range(self.n_critics)]
+        self.critic_targets = [self.make_critic(f"critic{i + 1}_target", None) for i in range(self.n_critics)]
         self._targets = [(self.actor, self.actor_target)] + list(zip(self.critics, self.critic_targets))
         for online, target in self._targets:
             target.trainable = False
@@ -118,6 +111,16 @@ class TD3(Agent):
         self.built = True
 
     # ------------------------------------------------------------- structure
+    def make_actor(self, name: str, seed: int | None) -> keras.Model:
+        """`mu(s)`: the observation to a tanh action in [-1, 1]."""
+        return mlp(self.obs_dim, self.hidden, self.act_dim, self.activation, name=name,
+                   output_activation="tanh", seed=seed, dtype=self.dtype_policy)
+
+    def make_critic(self, name: str, seed: int | None) -> keras.Model:
+        """`Q(s, a)` over the concatenated observation and [-1, 1] action."""
+        return mlp(self.obs_dim + self.act_dim, self.hidden, 1, self.activation, name=name, seed=seed,
+                   dtype=self.dtype_policy)
+
     def target_pairs(self) -> list[tuple[keras.Model, keras.Model]]:
         return self._targets
 
@@ -154,6 +157,10 @@ class TD3(Agent):
     def q_value(self, critic: keras.Model, obs: Any, unit_action: Any) -> Any:
         return ops.squeeze(critic(ops.concatenate([obs, unit_action], axis=-1)), -1)
 
+    def state_input(self, batch: dict[str, Any], next_step: bool = False) -> Any:
+        """What the actor and critics see of s (or of s' with `next_step`): the preprocessed observation."""
+        return self.preprocess(batch["next_observation" if next_step else "observation"])
+
     # ---------------------------------------------------------------- update
     def target_action(self, s_next: Any) -> Any:
         """Target policy smoothing: `a' = clip(mu_targ(s') + clip(eps, -c, c), -1, 1)`, eps ~ N(0, sigma^2)."""
@@ -165,7 +172,7 @@ class TD3(Agent):
 
     def td_target(self, batch: dict[str, Any]) -> Any:
         """Clipped double Q: `y = r + gamma * (1 - d) * min_i Q_targ_i(s', a')` (gamma^m with n-step returns)."""
-        s_next = self.preprocess(batch["next_observation"])
+        s_next = self.state_input(batch, next_step=True)
         a_next = self.target_action(s_next)
         q_next = self.q_value(self.critic_targets[0], s_next, a_next)
         for critic_target in self.critic_targets[1:]:
@@ -174,7 +181,7 @@ class TD3(Agent):
         return batch["reward"] + discount * (1.0 - batch["terminated"]) * q_next
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        s = self.preprocess(batch["observation"])
+        s = self.state_input(batch)
         a = self.unscale_action(ops.reshape(batch["action"], (-1, self.act_dim)))
         weight = batch.get("weight", 1.0)  # importance sampling, with prioritized replay
         y = ops.stop_gradient(self.td_target(batch))
