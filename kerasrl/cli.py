@@ -6,6 +6,24 @@ python -m kerasrl eval runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 10
 python -m kerasrl train td3 HalfCheetahBulletEnv-v0 --steps 300000 --learning-starts 10000 --seed 1 --out runs/td3-s1
 python -m kerasrl plot runs/td3-s0 runs/td3-s1 -o curve.png
 python -m kerasrl tune sac Pendulum-v1 --trials 8 --steps 10000 --out tune/
+python -m kerasrl train lstm_td3 Pendulum-v1 --pomdp remove_velocity --config net.toml --steps 50000
+```
+
+`--config FILE.toml` gives any `train` option by its long name (underscores
+for dashes) at the top level, and the agent's own constructor arguments in an
+`[agent]` table; options on the command line override the file:
+
+```toml
+steps = 50000
+batch_size = 100
+lr = 1e-3
+
+[agent]
+history_length = 5
+memory_hidden = [128]
+lstm_units = 128
+feature_hidden = [128, 128]
+hidden = [128]
 ```
 
 A run folder holds `config.json` (the arguments), `progress.csv` (one row per
@@ -21,11 +39,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import inspect
 import json
 import os
 import shutil
 import sys
 import time
+import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,6 +57,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
+from kerasrl.envs import pomdp  # noqa: E402
 from kerasrl.agents.base import DEFAULT_STEPS_PER_EXECUTION  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
 from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan  # noqa: E402
@@ -48,6 +69,7 @@ ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
     "dqn": kerasrl.DQN,
     "td3": kerasrl.TD3,
     "ddpg": kerasrl.DDPG,
+    "lstm_td3": kerasrl.LSTMTD3,
 }
 
 # What a fresh run writes into its folder (removed by --overwrite).
@@ -75,7 +97,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def _algo(text: str) -> str:
-    name = text.lower()
+    name = text.lower().replace("-", "_")
     if name not in ALGOS:
         raise argparse.ArgumentTypeError(f"unknown algorithm {text!r}; choose from {', '.join(sorted(ALGOS))}")
     return name
@@ -111,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment steps in total (warm-up included)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<algo>-<env>)")
     train.add_argument("--seed", type=int, default=0, help="seed of networks, environment and sampling")
+    train.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                       help="options from a TOML file (top level: these options; [agent]: the agent's "
+                            "constructor arguments); command-line options override it")
+    train.add_argument("--pomdp", default=None, metavar="KIND",
+                       help="partially observed task: " + ", ".join(pomdp.KINDS) + ", or two joined by _and_")
+    train.add_argument("--history-length", type=_non_negative_int, default=None,
+                       help="lstm_td3: past steps the networks see (default: the agent's, 5)")
     train.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
                        help="hidden layer sizes of every network (default: the agent's: 256 256 for SAC, "
                             "64 64 for DQN, 400 300 for TD3 and DDPG)")
@@ -160,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("env", metavar="ENV_ID", help="gymnasium environment id")
     ev.add_argument("--episodes", type=_positive_int, default=10, help="episodes to run")
     ev.add_argument("--seed", type=int, default=None, help="seed of the first reset")
+    ev.add_argument("--pomdp", default=None, metavar="KIND", help="partially observed task, as for train")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
     ev.add_argument("--render", action="store_true", help="show the episodes (render_mode='human')")
     ev.add_argument("--json", type=Path, default=None, help="also write the returns to this JSON file")
@@ -218,11 +248,132 @@ def check_env_id(env_id: str) -> None:
         raise CLIError(f"unknown environment id {env_id!r}: {error}") from None
 
 
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+def make_env(env_id: str, pomdp_kind: str | None = None, **kwargs: Any) -> gym.Env:
+    """`gym.make(env_id)`, partially observed by `pomdp_kind` when given."""
     try:
+        if pomdp_kind:
+            return pomdp.make(env_id, pomdp_kind, **kwargs)
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as error:
         raise CLIError(f"environment {env_id!r} needs a missing dependency: {error}") from None
+    except ValueError as error:  # an unknown POMDP kind, or a task remove_velocity does not know
+        raise CLIError(str(error)) from None
+
+
+def training_env(args: argparse.Namespace) -> Any:
+    """The environment EnvDataset collects from: an id, or (with --pomdp) the wrapped env(s)."""
+    if not args.pomdp:
+        return args.env
+    if args.n_envs == 1:
+        return make_env(args.env, args.pomdp)
+    make_env(args.env, args.pomdp).close()  # a bad kind or task fails here, not in a worker
+    return gym.vector.SyncVectorEnv([lambda: pomdp.make(args.env, args.pomdp)] * args.n_envs,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def load_config(path: Path, parser: argparse.ArgumentParser) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The train options and the `[agent]` table of a TOML file, checked against `parser`'s options.
+
+    Raises CLIError naming the file and the key for an unknown key or a value of the wrong type.
+    """
+    try:
+        content = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise CLIError(f"--config: cannot read {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise CLIError(f"--config: {path} is not valid TOML: {error}") from None
+    agent_options = content.pop("agent", {})
+    if not isinstance(agent_options, dict):
+        raise CLIError(f"--config: {path}: 'agent' must be a table of the agent's arguments")
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    options = {}
+    for key, value in content.items():
+        action = actions.get(key)
+        if action is None:
+            raise CLIError(f"--config: {path}: unknown option {key!r}; known: {', '.join(sorted(actions))}, "
+                           "and an [agent] table")
+        options[key] = _config_value(path, key, value, action)
+    return options, agent_options
+
+
+def _config_value(path: Path, key: str, value: Any, action: argparse.Action) -> Any:
+    """`value` from the file as `action` would parse it from the command line."""
+    def wrong(expected: str) -> CLIError:
+        return CLIError(f"--config: {path}: {key} must be {expected}, got {value!r}")
+
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    items = value if action.nargs in ("+", "*") else [value]
+    if action.nargs in ("+", "*") and not (isinstance(value, list) and value):
+        raise wrong("a non-empty list")
+    convert = action.type or str
+    integer = convert in (int, _positive_int, _non_negative_int)
+    kind = "an integer" if integer else "a number" if convert is float else "a string"
+    parsed = []
+    for item in items:
+        if isinstance(item, (bool, dict, list)) or (integer and isinstance(item, float)) or (
+                convert is float and not isinstance(item, (int, float))):
+            raise wrong(f"a list of {kind[kind.index(' ') + 1:]}s" if action.nargs in ("+", "*") else kind)
+        try:
+            item = convert(str(item))
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise wrong(f"valid ({error})") from None
+        if action.choices is not None and item not in action.choices:
+            raise wrong(f"one of {', '.join(map(str, action.choices))}")
+        parsed.append(item)
+    return parsed if action.nargs in ("+", "*") else parsed[0]
+
+
+def agent_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor arguments of the agent from the options (and --config's [agent] table), checked by name."""
+    cls = ALGOS[args.algo]
+    options = dict(getattr(args, "agent_options", None) or {})
+    options["dtype"] = args.dtype
+    if args.tau is not None:
+        options["tau"] = args.tau
+    if args.hidden is not None:
+        options["hidden"] = args.hidden
+    if args.history_length is not None:
+        if "history_length" not in inspect.signature(cls.__init__).parameters:
+            raise CLIError(f"--history-length applies to lstm_td3, not {args.algo}")
+        options["history_length"] = args.history_length
+    defaults: dict[str, Any] = {"dtype": None}  # argument -> its default, which gives the expected type
+    for klass in reversed(cls.__mro__[: cls.__mro__.index(kerasrl.Agent) + 1]):
+        defaults.update({name: p.default for name, p in inspect.signature(klass.__init__).parameters.items()
+                         if p.kind is p.POSITIONAL_OR_KEYWORD
+                         and name not in ("self", "observation_space", "action_space")})
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise CLIError(f"--config: {args.config}: [agent] has unknown argument(s) {', '.join(unknown)} for "
+                       f"{args.algo}; it takes {', '.join(sorted(defaults))}")
+    for name, value in options.items():
+        expected = _expected_type(defaults[name])
+        if expected and not _has_type(value, expected):
+            raise CLIError(f"--config: {args.config}: [agent] {name} must be {expected}, got {value!r}")
+    return options
+
+
+def _expected_type(default: Any) -> str | None:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, (tuple, list)):
+        return "a list of integers"
+    return None  # no default, or None: the agent checks it
+
+
+def _has_type(value: Any, expected: str) -> bool:
+    integer = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    return {"true or false": lambda v: isinstance(v, bool), "an integer": integer,
+            "a number": lambda v: integer(v) or isinstance(v, float), "a string": lambda v: isinstance(v, str),
+            "a list of integers": lambda v: isinstance(v, (list, tuple)) and all(integer(x) for x in v)}[expected](value)
 
 
 def check_spaces(agent: kerasrl.Agent, env: gym.Env, model: Any, env_id: str) -> None:
@@ -317,15 +468,11 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         raise CLIError(f"--lr must be positive, got {args.lr}")
     if not args.noise_std >= 0.0:
         raise CLIError(f"--noise-std must be >= 0, got {args.noise_std}")
-    probe = make_env(args.env)
+    options = agent_options(args)
+    probe = make_env(args.env, args.pomdp)
     try:
-        options = {"dtype": args.dtype}
-        if args.tau is not None:
-            options["tau"] = args.tau
-        if args.hidden is not None:
-            options["hidden"] = args.hidden
-        agent = ALGOS[args.algo].from_env(probe, gamma=args.gamma, seed=args.seed, **options)
-    except ValueError as error:
+        agent = ALGOS[args.algo].from_env(probe, **{"gamma": args.gamma, "seed": args.seed, **options})
+    except (ValueError, TypeError) as error:  # TypeError: a value of the wrong type in [agent]
         raise CLIError(f"cannot build {args.algo} for {args.env}: {error}") from None
     finally:
         probe.close()
@@ -335,9 +482,9 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         noise = (kerasrl.noise.Gaussian(args.noise_std) if args.noise_type == "normal"
                  else kerasrl.noise.OrnsteinUhlenbeck(sigma=args.noise_std))
     data = kerasrl.EnvDataset(
-        args.env, agent,
+        training_env(args), agent,
         buffer=(kerasrl.PrioritizedReplayBuffer if args.prioritized else kerasrl.ReplayBuffer)(
-            args.buffer_size, n_step=n_step, seed=args.seed),
+            args.buffer_size, n_step=n_step, seed=args.seed, history_length=agent.history_length),
         batch_size=args.batch_size,
         learning_starts=args.learning_starts,
         train_freq=args.train_freq,
@@ -368,7 +515,7 @@ def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Age
     with warnings.catch_warnings(record=True) as skipped:
         warnings.simplefilter("always")
         try:
-            agent, data = kerasrl.resume(checkpoints, args.env)
+            agent, data = kerasrl.resume(checkpoints, training_env(args))
         except rlcb.DamagedCheckpointError as error:
             raise CLIError(f"--resume: {error}") from None
     for warning in skipped:  # what resume says of damaged checkpoints, one line each; other warnings as usual
@@ -442,7 +589,8 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
     eval_seed = None if args.seed is None else args.seed + EVAL_SEED_OFFSET
     callbacks: list[keras.callbacks.Callback] = []
     if args.epoch_eval_episodes:
-        callbacks.append(rlcb.EvalCallback(make_env(args.env), episodes=args.epoch_eval_episodes, seed=eval_seed))
+        callbacks.append(rlcb.EvalCallback(make_env(args.env, args.pomdp), episodes=args.epoch_eval_episodes,
+                                           seed=eval_seed))
     callbacks += [
         _CSVLogger(str(run_dir / "progress.csv"), append=True),
         rlcb.TensorBoard(str(run_dir / "tensorboard")),  # flat memory over long runs
@@ -467,7 +615,7 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
     agent.save(run_dir / "agent.keras")
     print(f"Saved {run_dir / 'agent.keras'}")
 
-    returns = agent.evaluate_env(make_env(args.env), episodes=args.eval_episodes, seed=eval_seed)
+    returns = agent.evaluate_env(make_env(args.env, args.pomdp), episodes=args.eval_episodes, seed=eval_seed)
     result = {
         "env": args.env,
         "algo": args.algo,
@@ -497,7 +645,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         raise CLIError(f"could not load {args.model}: {error}") from None
     if not isinstance(agent, kerasrl.Agent):
         raise CLIError(f"{args.model} holds a {type(agent).__name__}, not a kerasrl agent")
-    env = make_env(args.env, render_mode="human" if args.render else None)
+    env = make_env(args.env, args.pomdp, render_mode="human" if args.render else None)
     try:
         check_spaces(agent, env, args.model, args.env)
         returns = agent.evaluate_env(env, episodes=args.episodes, seed=args.seed,
@@ -594,6 +742,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kerasrl` and `python -m kerasrl`; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train" and args.config is not None:
+        train_parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+        try:
+            options, args_agent = load_config(args.config, train_parser)
+        except CLIError as error:
+            parser.exit(2, f"{parser.prog} train: error: {error}\n")
+        train_parser.set_defaults(**options)  # the command line, parsed again, overrides the file
+        args = parser.parse_args(argv)
+        args.agent_options = args_agent
     handler = {"train": train, "eval": evaluate, "plot": plot, "tune": tune}[args.command]
     try:
         handler(args)

@@ -211,3 +211,75 @@ def test_python_m_kerasrl_help():
     done = subprocess.run([sys.executable, "-m", "kerasrl", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "train" in done.stdout and "eval" in done.stdout
+
+
+NET_TOML = """
+steps = 900            # the command line's --steps overrides this
+batch_size = 32
+learning_starts = 100
+steps_per_epoch = 100
+eval_episodes = 1
+epoch_eval_episodes = 0
+verbose = 0
+
+[agent]
+history_length = 3
+memory_hidden = [16]
+lstm_units = 16
+feature_hidden = [16]
+hidden = [16]
+"""
+
+
+def test_train_lstm_td3_on_a_pomdp_with_a_toml_config_then_resume_and_eval(tmp_path, capsys):
+    import kerasrl
+
+    config = tmp_path / "net.toml"
+    config.write_text(NET_TOML)
+    out = tmp_path / "lstm"
+    common = ["train", "lstm_td3", "Pendulum-v1", "--pomdp", "remove_velocity", "--config", str(config),
+              "--out", str(out)]
+    assert cli.main(common + ["--steps", "250", "--checkpoint-every", "100"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["steps"] == 250 and saved["batch_size"] == 32 and saved["pomdp"] == "remove_velocity"
+    agent = keras.saving.load_model(out / "agent.keras")
+    assert isinstance(agent, kerasrl.LSTMTD3) and agent.history_length == 3 and agent.lstm_units == 16
+    assert agent.observation_space.shape == (2,)  # the angular velocity is hidden
+    assert int(agent.num_gradient_steps.numpy()) == 150
+    assert cli.main(common + ["--steps", "300", "--resume"]) == 0
+    assert int(keras.saving.load_model(out / "agent.keras").num_gradient_steps.numpy()) == 200
+    assert cli.main(["eval", str(out / "agent.keras"), "Pendulum-v1", "--pomdp", "remove_velocity",
+                     "--episodes", "1"]) == 0
+    assert "over 1 episode(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("stepz = 5", "unknown option 'stepz'"),
+    ("steps = 5.5", "steps must be an integer, got 5.5"),
+    ("hidden = 16", "hidden must be a non-empty list"),
+    ("dtype = 'float64'", "dtype must be one of float32, mixed_bfloat16"),
+    ("steps = [", "is not valid TOML"),
+    ("[agent]\nlstm_unitz = 5", "[agent] has unknown argument(s) lstm_unitz for lstm_td3"),
+    ("[agent]\nlstm_units = 'big'", "[agent] lstm_units must be an integer, got 'big'"),
+    ("[agent]\nhidden = [1.5]", "[agent] hidden must be a list of integers"),
+])
+def test_bad_config_files_name_the_key_and_the_file(content, message, tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "lstm_td3", "Pendulum-v1", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and str(config) in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("algo, env_id, options, message", [
+    ("lstm_td3", "Pendulum-v1", ["--pomdp", "blur"], "Unknown POMDP kind 'blur'"),
+    ("lstm_td3", "BipedalWalker-v3", ["--pomdp", "remove_velocity", "--n-envs", "2"], "known tasks: Pendulum-v1"),
+    ("td3", "Pendulum-v1", ["--history-length", "3"], "--history-length applies to lstm_td3, not td3"),
+])
+def test_bad_pomdp_and_history_options_are_named(algo, env_id, options, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", algo, env_id, *options, "--out", str(tmp_path / "run")])
+    assert message in capsys.readouterr().err

@@ -191,21 +191,27 @@ def test_hyperband_trials_continue_from_their_parent(tmp_path):
 
 
 @pytest.mark.parametrize("name, env_id", [("sac", "Pendulum-v1"), ("dqn", "CartPole-v1"),
-                                          ("td3", "Pendulum-v1"), ("ddpg", "Pendulum-v1")])
+                                          ("td3", "Pendulum-v1"), ("ddpg", "Pendulum-v1"), ("lstm_td3", "Pendulum-v1")])
 def test_every_hypermodel_tunes_its_agent(tmp_path, name, env_id):
     hypermodel = tuning.HYPERMODELS[name](env_id, learning_starts=100)
-    tuner = tuning.RLTuner(hypermodel, random_oracle(1, gamma=0.95), directory=str(tmp_path), project_name=name)
+    fixed = {"lstm_units": 16, "history_length": 3} if name == "lstm_td3" else {}
+    tuner = tuning.RLTuner(hypermodel, random_oracle(1, gamma=0.95, **fixed), directory=str(tmp_path),
+                           project_name=name)
     tuner.search(env_steps=300, eval_episodes=1, verbose=0)
     agent = tuner.get_best_models(1)[0]
     assert isinstance(agent, hypermodel.agent_class)
     assert agent.gamma == 0.95 and agent.hidden == (16,)  # fixed through the oracle's HyperParameters
     env = gym.make(env_id)
-    assert env.action_space.contains(agent.act(env.reset(seed=0)[0]))
+    action = agent.act(env.reset(seed=0)[0])
+    assert env.action_space.contains(action[0] if agent.stateful else action)
     space = {hp.name for hp in tuner.oracle.get_space().space}
     assert {"learning_rate", "batch_size", "gamma", "width", "depth", "buffer_size", "train_freq",
             "gradient_steps"} <= space
     assert {"sac": {"tau", "target_entropy"}, "dqn": {"exploration_fraction", "exploration_final_eps"},
-            "td3": {"tau", "noise_type", "noise_std"}, "ddpg": {"tau", "noise_type", "noise_std"}}[name] <= space
+            "td3": {"tau", "noise_type", "noise_std"}, "ddpg": {"tau", "noise_type", "noise_std"},
+            "lstm_td3": {"tau", "noise_type", "noise_std", "history_length", "lstm_units"}}[name] <= space
+    if name == "lstm_td3":
+        assert agent.history_length == 3 and agent.lstm_units == 16
 
 
 def test_hypermodels_turn_hyperparameters_into_agents_and_datasets():

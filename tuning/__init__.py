@@ -2,16 +2,17 @@
 
 `RLTuner` is a keras-tuner Tuner whose trials train and evaluate agents; the
 hypermodels (`SACHyperModel`, `DQNHyperModel`, `TD3HyperModel`,
-`DDPGHyperModel`) hold each agent's search space. See `RLTuner` for the
+`DDPGHyperModel`, `LSTMTD3HyperModel`) hold each agent's search space. See `RLTuner` for the
 user story.
 """
 
-from kerasrl.tuning.hypermodels import (AgentHyperModel, DDPGHyperModel, DQNHyperModel, SACHyperModel,
-                                        TD3HyperModel)
+from kerasrl.tuning.hypermodels import (AgentHyperModel, DDPGHyperModel, DQNHyperModel, LSTMTD3HyperModel,
+                                        SACHyperModel, TD3HyperModel)
 from kerasrl.tuning.tuner import OBJECTIVE, RLTuner
 
 # Algorithm name -> hypermodel class (the CLI's `kerasrl tune ALGO`).
-HYPERMODELS = {"sac": SACHyperModel, "dqn": DQNHyperModel, "td3": TD3HyperModel, "ddpg": DDPGHyperModel}
+HYPERMODELS = {"sac": SACHyperModel, "dqn": DQNHyperModel, "td3": TD3HyperModel, "ddpg": DDPGHyperModel,
+               "lstm_td3": LSTMTD3HyperModel}
 
-__all__ = ["OBJECTIVE", "AgentHyperModel", "DDPGHyperModel", "DQNHyperModel", "HYPERMODELS", "RLTuner", "SACHyperModel",
-           "TD3HyperModel"]
+__all__ = ["OBJECTIVE", "AgentHyperModel", "DDPGHyperModel", "DQNHyperModel", "HYPERMODELS", "LSTMTD3HyperModel",
+           "RLTuner", "SACHyperModel", "TD3HyperModel"]

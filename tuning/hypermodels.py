@@ -192,6 +192,32 @@ class TD3HyperModel(AgentHyperModel):
         return kwargs
 
 
+class LSTMTD3HyperModel(TD3HyperModel):
+    """LSTM-TD3's search space: TD3's entries (width default 128, the paper's), and the memory.
+
+      * `history_length`: past steps the networks see, 0 (no memory), 1, 3,
+        5 or 8 (default 5); the replay buffer keeps histories of that length.
+      * `lstm_units`: 64, 128 or 256 (default 128).
+    """
+
+    agent_class = kerasrl.LSTMTD3
+    default_width = 128
+
+    def agent_hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        kwargs = super().agent_hyperparameters(hp)
+        width = kwargs["hidden"][0]
+        kwargs.update(history_length=hp.Choice("history_length", [0, 1, 3, 5, 8], default=5),
+                      lstm_units=hp.Choice("lstm_units", [64, 128, 256], default=128),
+                      memory_hidden=(width,), feature_hidden=kwargs["hidden"], hidden=(width,))
+        return kwargs
+
+    def dataset_hyperparameters(self, hp: keras_tuner.HyperParameters, env_steps: int | None = None) -> dict[str, Any]:
+        kwargs = super().dataset_hyperparameters(hp, env_steps)
+        kwargs["buffer"] = kerasrl.ReplayBuffer(kwargs["buffer"].capacity,
+                                                history_length=hp.get("history_length"))
+        return kwargs
+
+
 class DDPGHyperModel(TD3HyperModel):
     """DDPG's search space: the same entries as `TD3HyperModel`."""
 
