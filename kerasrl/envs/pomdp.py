@@ -120,6 +120,11 @@ class _RandomObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         return super().reset(seed=seed, options=options)
 
 
+def _box_with_zero(space: gym.spaces.Box) -> gym.spaces.Box:
+    """`space` widened to hold zeros (what the zeroing wrappers return)."""
+    return _float_box(np.minimum(space.low, 0), np.maximum(space.high, 0), space.dtype)
+
+
 def _check_probability(name: str, value: float) -> float:
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {value}.")
@@ -134,8 +139,7 @@ class Flickering(_RandomObservation):
     def __init__(self, env: gym.Env, prob: float = 0.2):
         super().__init__(env, prob=prob)
         self.prob = _check_probability("flicker_prob", prob)
-        space = env.observation_space
-        self.observation_space = _float_box(np.minimum(space.low, 0), np.maximum(space.high, 0), space.dtype)
+        self.observation_space = _box_with_zero(env.observation_space)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         observation = np.asarray(observation)
@@ -168,8 +172,7 @@ class RandomSensorMissing(_RandomObservation):
     def __init__(self, env: gym.Env, prob: float = 0.1):
         super().__init__(env, prob=prob)
         self.prob = _check_probability("missing_prob", prob)
-        space = env.observation_space
-        self.observation_space = _float_box(np.minimum(space.low, 0), np.maximum(space.high, 0), space.dtype)
+        self.observation_space = _box_with_zero(env.observation_space)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         observation = np.asarray(observation)
