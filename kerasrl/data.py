@@ -21,70 +21,12 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from kerasrl import acting, schedules, spaces
 from kerasrl import noise as noise_module
-from kerasrl import schedules, spaces
+from kerasrl.acting import AUTORESET
 from kerasrl.buffers import ReplayBuffer
 
-AUTORESET = gym.vector.AutoresetMode
 MAX_CHUNK = 64  # batches per hand-over to the update, at most
-
-
-class _SingleEnv:
-    """Presents one gymnasium Env as a vector env of size 1 with SAME_STEP autoreset."""
-
-    num_envs = 1
-    metadata = {"autoreset_mode": AUTORESET.SAME_STEP}
-
-    def __init__(self, env: gym.Env):
-        self.env = env
-        self.single_observation_space = env.observation_space
-        self.single_action_space = env.action_space
-
-    def reset(self, seed: int | None = None):
-        obs, info = self.env.reset(seed=seed)
-        return np.asarray(obs)[None], info
-
-    def step(self, actions: np.ndarray):
-        obs, reward, terminated, truncated, info = self.env.step(actions[0])
-        info = {}
-        if terminated or truncated:
-            info = {"final_obs": [obs], "_final_obs": np.array([True])}
-            obs, _ = self.env.reset()
-        return (np.asarray(obs)[None], np.array([reward], dtype=np.float64),
-                np.array([terminated]), np.array([truncated]), info)
-
-    def sample_actions(self) -> np.ndarray:
-        return np.asarray(self.env.action_space.sample())[None]
-
-    def seed_actions(self, seed: int | None) -> None:
-        self.env.action_space.seed(seed)
-
-
-class _VectorEnv:
-    """A gymnasium VectorEnv, with the two autoreset modes made to look alike."""
-
-    def __init__(self, env: gym.vector.VectorEnv):
-        self.env = env
-        self.num_envs = env.num_envs
-        self.single_observation_space = env.single_observation_space
-        self.single_action_space = env.single_action_space
-        mode = env.metadata.get("autoreset_mode", AUTORESET.NEXT_STEP)
-        if mode not in (AUTORESET.SAME_STEP, AUTORESET.NEXT_STEP):
-            raise ValueError(f"Unsupported vector env autoreset mode {mode}; use SAME_STEP or NEXT_STEP.")
-        self.mode = mode
-        self.metadata = {"autoreset_mode": mode}
-
-    def reset(self, seed: int | None = None):
-        return self.env.reset(seed=seed)
-
-    def step(self, actions: np.ndarray):
-        return self.env.step(actions)
-
-    def sample_actions(self) -> np.ndarray:
-        return np.asarray(self.env.action_space.sample())
-
-    def seed_actions(self, seed: int | None) -> None:
-        self.env.action_space.seed(seed)
 
 
 def make_env(env: Any, n_envs: int = 1, vectorization_mode: str = "sync") -> gym.Env | gym.vector.VectorEnv:
@@ -113,14 +55,16 @@ class EnvDataset:
             (`train_freq * n_envs`).
         n_envs: copies of the environment when `env` is an id.
         vectorization_mode: "sync" or "async" for `n_envs > 1`.
-        exploration: a schedule of env steps giving the epsilon of
-            epsilon-greedy acting (DQN); by default the agent's
-            `default_exploration()`. Its current value is logged as
-            `exploration_rate`.
-        action_noise: `kerasrl.noise` added to the actions of agents with a
-            deterministic policy (DDPG, TD3), one process per environment
-            copy, restarted when its episode ends; by default the agent's
-            `default_action_noise()` (Gaussian(0.1) for DDPG and TD3).
+        exploration: a schedule of env steps (or a float) giving the epsilon
+            of epsilon-greedy exploration around the policy's mode, for
+            Discrete actions (`kerasrl.acting.EpsilonGreedy`); by default the
+            agent's `default_exploration()` (DQN's). Its current value is
+            logged as `exploration_rate`.
+        action_noise: `kerasrl.noise` added to the actions, for Box actions
+            (`kerasrl.acting.NoisyActions`): one process per environment copy,
+            restarted when its episode ends; by default the agent's
+            `default_action_noise()` (Gaussian(0.1) for DDPG and TD3, which
+            are explored around their deterministic policy).
         seed: seeds the environment, the random warm-up actions, the policy's
             sampling and the buffer's sampling.
         prefetch: chunks of batches prepared ahead of the update (0: collect
@@ -175,12 +119,9 @@ class EnvDataset:
             raise ValueError(f"EnvDataset learning_starts must be >= 0, got {learning_starts}.")
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
         env = make_env(env, n_envs, vectorization_mode)
-        if isinstance(env, gym.vector.VectorEnv):
-            self.env = _VectorEnv(env)
-        elif isinstance(env, gym.Env):
-            self.env = _SingleEnv(env)
-        else:
+        if not isinstance(env, (gym.Env, gym.vector.VectorEnv)):
             raise ValueError(f"EnvDataset needs a gymnasium Env, VectorEnv or id, got {env!r}.")
+        self.env = acting.vector_view(env)
         self.agent = agent
         self._check_spaces()
         history = agent.history_length
@@ -199,20 +140,8 @@ class EnvDataset:
             elif not np.isclose(self.buffer.gamma, agent.gamma):
                 raise ValueError(f"The replay buffer's n-step gamma {self.buffer.gamma} differs from the "
                                  f"agent's gamma {agent.gamma}.")
-        if exploration is None:
-            self.exploration = agent.default_exploration()
-        elif agent.default_exploration() is None:
-            raise ValueError(f"{type(agent).__name__} does not act epsilon-greedily; EnvDataset's "
-                             "exploration= applies to DQN.")
-        else:
-            self.exploration = schedules.get(exploration)
-        if action_noise is None:
-            self.action_noise = agent.default_action_noise()
-        elif agent.default_action_noise() is None:
-            raise ValueError(f"{type(agent).__name__} explores with its own policy; EnvDataset's "
-                             "action_noise= applies to DDPG and TD3.")
-        else:
-            self.action_noise = noise_module.get(action_noise)
+        self.exploration = agent.default_exploration() if exploration is None else schedules.get(exploration)
+        self.action_noise = agent.default_action_noise() if action_noise is None else noise_module.get(action_noise)
         self.batch_size = int(batch_size)
         self.learning_starts = int(learning_starts)
         self.train_freq = int(train_freq)
@@ -233,11 +162,7 @@ class EnvDataset:
         self.recent_returns: collections.deque = collections.deque(maxlen=10)
         self.recent_lengths: collections.deque = collections.deque(maxlen=10)
         self._episode_means: tuple[float, float] | None = None
-        self._obs: np.ndarray | None = None
-        self._running_return = np.zeros(self.n_envs)
-        self._running_length = np.zeros(self.n_envs, dtype=np.int64)
-        self._skip = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP autoreset: this step is a reset
-        self._policy_state: Any = None  # stateful agents: each environment copy's acting state
+        self.loop = acting.EnvironmentLoop(self.env, self._collection_policy())
         self._updates_left = 0
         # Batches sampled ahead of the updates (prefetch, chunks) when a checkpoint was taken:
         # after a resume they are sampled again without collecting, as the run would have.
@@ -269,81 +194,51 @@ class EnvDataset:
     def action_dtype(self) -> np.dtype:
         return np.dtype(np.int64) if self.agent.discrete else np.dtype(np.float32)
 
-    def _start(self) -> None:
-        self._obs, _ = self.env.reset(seed=self._reset_seed)
-        self._reset_seed = None
-        self._running_return[:] = 0.0
-        self._running_length[:] = 0
-        self._skip[:] = False
-        if self.agent.stateful:
-            self._policy_state = self.agent.initial_state(self.n_envs)
+    def _collection_policy(self) -> acting.Policy:
+        """The agent's policy, wrapped in the exploration this dataset collects with.
+
+        Agents that explore through epsilon or action noise by default (DQN;
+        DDPG, TD3) are explored around their deterministic policy; the others
+        (SAC) sample from theirs, and a wrapper given to them adds to that.
+        """
+        space = self.agent.action_space
+        explores_by_default = (self.agent.default_exploration() is not None
+                               or self.agent.default_action_noise() is not None)
+        policy: acting.Policy = acting.AgentPolicy(self.agent, deterministic=explores_by_default, rng=self.rng)
+        env_steps = lambda: self.env_steps
+        if self.exploration is not None:
+            policy = acting.EpsilonGreedy(policy, self.exploration, space, self.rng, env_steps)
         if self.action_noise is not None:
-            self.action_noise.reset()
-        if self.env_steps == 0 and self.seed is not None:
-            self.env.seed_actions(self.seed)
+            policy = acting.NoisyActions(policy, self.action_noise, space, self.rng, env_steps)
+        return policy
 
     def step(self, random: bool = False) -> None:
         """One vector-env step: act, step, store the transitions, count episodes."""
-        if self._obs is None:
-            self._start()
-        obs = self._obs
-        stateful = {"state": self._policy_state} if self.agent.stateful else {}
-        if random:
-            actions = self.env.sample_actions()
-            if stateful:
-                self._policy_state = self.agent.advance_state(self._policy_state, obs, actions)
-        elif self.exploration is not None:
-            actions = self.agent.act(obs, deterministic=False, rng=self.rng, epsilon=self.exploration(self.env_steps),
-                                     **stateful)
-        elif self.action_noise is not None:
-            noise = self.action_noise.sample(self.rng, self.n_envs, self.agent.act_dim, self.env_steps)
-            actions = self.agent.act(obs, deterministic=False, rng=self.rng, noise=noise, **stateful)
-        else:
-            actions = self.agent.act(obs, deterministic=False, rng=self.rng, **stateful)
-        if stateful and not random:
-            actions, self._policy_state = actions
-        next_obs, rewards, terminated, truncated, info = self.env.step(actions)
-        rewards = np.asarray(rewards, dtype=np.float64)
-        if not np.all(np.isfinite(rewards)):
-            raise ValueError(f"The environment returned a non-finite reward {rewards}; "
-                             "nothing from this step was stored.")
-        done = np.logical_or(terminated, truncated)
-        stored_next = np.array(next_obs, copy=True)
-        if "_final_obs" in info:  # SAME_STEP autoreset: the true last observation
-            for i in np.flatnonzero(info["_final_obs"]):
-                stored_next[i] = info["final_obs"][i]
-        keep = ~self._skip
+        if self.loop.observation is None:
+            self.loop.reset(seed=self._reset_seed)
+            self._reset_seed = None
+            if self.env_steps == 0 and self.seed is not None:
+                self.env.seed_actions(self.seed)
+        step = self.loop.step(random)
+        valid = step.valid
         # Views rather than copies when every row is a real transition (the usual case).
-        rows = slice(None) if keep.all() else keep
-        if keep.any():
+        rows = slice(None) if valid.all() else valid
+        if valid.any():
             self.buffer.add(
-                obs[rows].astype(self.obs_dtype, copy=False),
-                np.asarray(actions)[rows].astype(self.action_dtype, copy=False),
-                rewards[rows].astype(np.float32),
-                stored_next[rows].astype(self.obs_dtype, copy=False),
-                np.asarray(terminated)[rows],
-                truncated=np.asarray(truncated)[rows],
-                env_ids=np.flatnonzero(keep),
+                step.observation[rows].astype(self.obs_dtype, copy=False),
+                np.asarray(step.action)[rows].astype(self.action_dtype, copy=False),
+                step.reward[rows].astype(np.float32),
+                np.asarray(step.next_observation)[rows].astype(self.obs_dtype, copy=False),
+                step.terminated[rows],
+                truncated=step.truncated[rows],
+                env_ids=np.flatnonzero(valid),
             )
-        self.env_steps += int(keep.sum())
-        self._running_return[rows] += rewards[rows]
-        self._running_length[rows] += 1
-        if done.any():
-            if self.action_noise is not None:
-                self.action_noise.reset(np.flatnonzero(done))
-            for i in np.flatnonzero(done & keep):
-                self.episodes += 1
-                self.recent_returns.append(float(self._running_return[i]))
-                self.recent_lengths.append(int(self._running_length[i]))
-                self._episode_means = None
-                self._running_return[i] = 0.0
-                self._running_length[i] = 0
-        next_step_mode = getattr(self.env, "mode", AUTORESET.SAME_STEP) == AUTORESET.NEXT_STEP
-        if self.agent.stateful:  # a copy whose next observation starts an episode starts from the initial state
-            self._policy_state = self.agent.reset_state(self._policy_state, ~keep if next_step_mode else done)
-        if next_step_mode:
-            self._skip = done
-        self._obs = next_obs
+        self.env_steps += int(valid.sum())
+        if step.episode_returns:
+            self.episodes += len(step.episode_returns)
+            self.recent_returns.extend(step.episode_returns)
+            self.recent_lengths.extend(step.episode_lengths)
+            self._episode_means = None
 
     def next_batch(self, generation: int | None = None) -> tuple[np.ndarray, ...]:
         """Collects what is due, then samples one batch (flat, in `_fields` order)."""
@@ -395,7 +290,7 @@ class EnvDataset:
                     self._sampled += 1
             except BaseException as error:
                 self.error = error
-                self._obs = None  # the failed step left the episode mid-way: restart it
+                self.loop.observation = None  # the failed step left the episode mid-way: restart it
                 self.buffer.drop_pending()
                 raise
             return tuple(np.asarray([b[name] for b in batches], dtype=dtype.as_numpy_dtype)
@@ -559,7 +454,7 @@ class EnvDataset:
         self._updates_left = int(state["updates_left"])
         self._sample_only = int(state.get("batches_ahead", 0))
         self.rng.bit_generator.state = state["rng"]
-        self._obs = None  # the environment restarts its episode
+        self.loop.observation = None  # the environment restarts its episode
         self.buffer.drop_pending()
         if self.seed is not None:
             self._reset_seed = self.seed + self.env_steps

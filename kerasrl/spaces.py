@@ -101,3 +101,14 @@ def check_batch(space: gym.spaces.Space, value: Any, role: str) -> tuple[np.ndar
         f"Invalid {role} shape {array.shape}: expected {shape} (one {role}) or "
         f"(batch,) + {shape} for {space!r}."
     )
+
+
+def unit_to_box(space: gym.spaces.Box, unit: np.ndarray) -> np.ndarray:
+    """Actions in [-1, 1] (what the networks output) -> the Box's [low, high]."""
+    return (space.low + (unit + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
+def box_to_unit(space: gym.spaces.Box, action: np.ndarray) -> np.ndarray:
+    """Actions in the Box's [low, high] -> [-1, 1], in float32."""
+    unit = 2.0 * (np.asarray(action, np.float32) - space.low) / (space.high - space.low) - 1.0
+    return unit.astype(np.float32, copy=False)

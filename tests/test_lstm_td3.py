@@ -55,9 +55,9 @@ def test_acting_state_follows_each_environment_copy_and_restarts_with_its_episod
     checked = 0
     for step in range(30):
         data.step(random=step < 6)  # random warm-up steps enter the history too
-        state, obs = data._policy_state, data._obs
+        state, obs = data.loop.state, data.loop.observation
         for i in range(2):
-            if data._skip[i]:  # NEXT_STEP: the copy resets on its next step
+            if data.loop.skip[i]:  # NEXT_STEP: the copy resets on its next step
                 continue
             t = int(obs[i, 1])
             held = state.mask[i]

@@ -136,11 +136,11 @@ def test_bad_settings(pendulum, cartpole):
     with pytest.raises(ValueError, match="target_noise"):
         kerasrl.TD3.from_env(pendulum, target_noise=-0.1)
     td3 = kerasrl.TD3.from_env(pendulum, hidden=HIDDEN)
-    with pytest.raises(ValueError, match="epsilon-greedily"):
+    with pytest.raises(ValueError, match="Epsilon-greedy exploration needs Discrete actions"):
         kerasrl.EnvDataset(pendulum, td3, exploration=0.1)
-    sac = kerasrl.SAC.from_env(pendulum, hidden=HIDDEN)
-    with pytest.raises(ValueError, match="action_noise"):
-        kerasrl.EnvDataset(pendulum, sac, action_noise=noise.Gaussian(0.1))
+    dqn = kerasrl.DQN.from_env(cartpole, hidden=HIDDEN)
+    with pytest.raises(ValueError, match="Action noise needs Box actions"):
+        kerasrl.EnvDataset(cartpole, dqn, action_noise=noise.Gaussian(0.1))
 
 
 # ------------------------------------------------------------------ noise

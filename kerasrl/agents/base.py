@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerasrl import spaces
+from kerasrl import acting, spaces
 from kerasrl.networks import NumpyMLP
 
 # Keys a batch from an EnvDataset carries besides the transitions; train_step
@@ -40,9 +40,10 @@ class Agent(keras.Model):
       * `target_pairs()`: `(online, target)` networks that target updates blend.
       * `optimizer_roles()`: `{role: variables}`; `compile` builds one optimizer
         per role, available as `agent.<role>_optimizer`.
-      * `_policy(obs, deterministic, rng, nets, epsilon)`: numpy acting on a
-        batch of preprocessed observations, with `nets` the numpy snapshot of
-        `policy_networks()`.
+      * `_policy(obs, deterministic, rng, nets)`: numpy acting on a batch of
+        preprocessed observations, with `nets` the numpy snapshot of
+        `policy_networks()`. Exploration (epsilon-greedy, action noise) is
+        not the policy's business: `kerasrl.acting` wraps it around.
 
     Replay batches may carry, besides the transitions, `discount` (n-step
     buffers: gamma^m per transition) and `weight` (prioritized buffers:
@@ -68,7 +69,7 @@ class Agent(keras.Model):
 
     metric_names: tuple[str, ...] = ("loss",)
     # Agents with memory carry a state between steps: `act(obs, state=...)` returns
-    # `(action, state)`, and they provide initial_state, reset_state and advance_state.
+    # `(action, state)`, and they provide initial_state, reset_state, advance_state and check_state.
     stateful: bool = False
     history_length: int = 0  # past steps each replay batch must carry (ReplayBuffer(history_length=...))
     # Box observations are flattened for MLPs; image torsos keep their shape.
@@ -133,8 +134,7 @@ class Agent(keras.Model):
 
     # Box actions: networks work in [-1, 1]; the environment sees [low, high].
     def scale_action(self, unit_action: np.ndarray) -> np.ndarray:
-        low, high = self.action_space.low, self.action_space.high
-        return (low + (unit_action + 1.0) * 0.5 * (high - low)).astype(self.action_space.dtype)
+        return spaces.unit_to_box(self.action_space, unit_action)
 
     def unscale_action(self, action: Any) -> Any:
         low = ops.convert_to_tensor(self.action_space.low, "float32")
@@ -145,9 +145,13 @@ class Agent(keras.Model):
     def policy_networks(self) -> dict[str, keras.Model]:
         raise NotImplementedError
 
-    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
+    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
         raise NotImplementedError
+
+    def _select(self, nets: dict, obs: np.ndarray, state: Any, deterministic: bool,
+                rng: np.random.Generator) -> np.ndarray:
+        """Actions for a checked batch of raw observations (`state`: the agent's, if stateful)."""
+        return self._policy(self._preprocess_numpy(obs), deterministic, rng, nets)
 
     def default_exploration(self) -> Any:
         """The epsilon schedule an EnvDataset collects with (None: not epsilon-greedy)."""
@@ -217,10 +221,10 @@ class Agent(keras.Model):
             observation: one observation, or a batch with a leading axis.
             deterministic: the policy's mode instead of a sample.
             rng: numpy generator for the sampling (the agent's own by default).
-            epsilon: probability of a uniform random action, for agents that
-                act epsilon-greedily (DQN); ignored when deterministic.
-            noise: action noise in [-1, 1] units, one row per observation, for
-                agents with a deterministic policy (DDPG, TD3); ignored when
+            epsilon: epsilon-greedy exploration around the policy's mode
+                (Discrete actions); ignored when deterministic.
+            noise: action noise in [-1, 1] units, one row per observation,
+                added to the policy's action (Box actions); ignored when
                 deterministic.
 
         Returns:
@@ -230,12 +234,27 @@ class Agent(keras.Model):
 
     def _act_with(self, nets: dict, observation: Any, deterministic: bool = False,
                   rng: np.random.Generator | None = None, epsilon: float | None = None,
-                  noise: np.ndarray | None = None) -> np.ndarray:
+                  noise: np.ndarray | None = None, state: Any = None) -> Any:
         obs, single = spaces.check_batch(self.observation_space, observation, "observation")
-        if noise is not None:
-            noise = np.reshape(noise, (len(obs), -1))
-        actions = self._policy(self._preprocess_numpy(obs), deterministic, rng or self._act_rng, nets, epsilon, noise)
+        rng = self._act_rng if rng is None else rng
+        if self.stateful:
+            state = self.initial_state(len(obs)) if state is None else self.check_state(state, len(obs))
+        actions = self._select(nets, obs, state, deterministic or epsilon is not None, rng)
+        if not deterministic and epsilon is not None:
+            actions = acting.epsilon_greedy(actions, epsilon, self.action_space, rng)
+        if not deterministic and noise is not None:
+            actions = acting.add_noise(actions, noise, self.action_space)
+        if self.stateful:
+            return (actions[0] if single else actions), self.advance_state(state, obs, actions)
         return actions[0] if single else actions
+
+    def _loop(self, env: Any, deterministic: bool, **single_env_options: Any) -> acting.EnvironmentLoop:
+        """An environment loop acting with the weights as they are now (not the collector's snapshot)."""
+        if isinstance(env, gym.vector.VectorEnv):
+            raise ValueError(f"{type(self).__name__} runs whole episodes in one environment, not a vector env; "
+                             "give it a gymnasium Env or an id.")
+        policy = acting.AgentPolicy(self, deterministic, nets=self._numpy_policy())
+        return acting.EnvironmentLoop(acting.vector_view(env, **single_env_options), policy)
 
     def evaluate_env(
         self,
@@ -261,22 +280,9 @@ class Agent(keras.Model):
             raise ValueError(f"evaluate_env needs episodes >= 1, got {episodes}.")
         if isinstance(env, str):
             env = gym.make(env, render_mode="human" if render else None)
-        nets = self._numpy_policy()  # not the collector's snapshot, which may be stale
-        returns = np.zeros(episodes, dtype=np.float64)
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed if episode == 0 else None)
-            state = self.initial_state() if self.stateful else None
-            done = False
-            while not done:
-                if self.stateful:
-                    action, state = self._act_with(nets, obs, deterministic, state=state)
-                else:
-                    action = self._act_with(nets, obs, deterministic)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                returns[episode] += float(reward)
-                done = terminated or truncated
-                if render:
-                    env.render()
+        loop = self._loop(env, deterministic, max_episodes=episodes,
+                          render=(lambda e: e.render()) if render else None)
+        returns, _ = loop.run_episodes(episodes, seed)
         return returns
 
     # ---------------------------------------------------------------- learning

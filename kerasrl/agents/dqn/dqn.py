@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerasrl import schedules
+from kerasrl import acting, schedules
 from kerasrl.agents.base import TD_ERRORS_KEY, Agent, copy_weights
 from kerasrl.networks import mlp, nature_cnn
 
@@ -134,14 +134,9 @@ class DQN(Agent):
         return schedules.Linear(1.0, 0.05, 10_000)
 
     # ---------------------------------------------------------------- policy
-    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
-        greedy = nets["q"](obs).argmax(axis=-1)
-        if not deterministic:
-            explore = rng.random(len(obs)) < (self.epsilon if epsilon is None else epsilon)
-            if explore.any():
-                greedy = np.where(explore, rng.integers(0, self.n_actions, len(obs)), greedy)
-        return greedy + self.action_space.start
+    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
+        greedy = nets["q"](obs).argmax(axis=-1) + self.action_space.start
+        return greedy if deterministic else acting.epsilon_greedy(greedy, self.epsilon, self.action_space, rng)
 
     # ---------------------------------------------------------------- update
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:

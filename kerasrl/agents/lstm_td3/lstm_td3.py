@@ -155,19 +155,30 @@ class LSTMTD3(TD3):
     def advance_state(self, state: HistoryState, observation: Any, action: Any) -> HistoryState:
         """`state` moved on by one step: the window drops its oldest step and ends with (observation, action).
 
-        `action` is in the environment's units (as the replay buffer stores
-        it); use it for steps the agent did not choose (random warm-up).
+        `action` is the one taken, in the environment's units (as the replay
+        buffer stores it): exploration and random warm-up steps included.
         """
-        obs, _ = spaces.check_batch(self.observation_space, observation, "observation")
-        unit = np.asarray(self.unscale_action(np.reshape(action, (len(obs), self.act_dim))))
-        return self._advance(state, self._preprocess_numpy(obs), unit)
-
-    def _advance(self, state: HistoryState, obs: np.ndarray, unit_action: np.ndarray) -> HistoryState:
         if not self.history_length:
             return state
+        obs, _ = spaces.check_batch(self.observation_space, observation, "observation")
+        unit = spaces.box_to_unit(self.action_space, np.reshape(action, (len(obs),) + self.action_space.shape))
         step = lambda window, value: np.concatenate([window[:, 1:], value[:, None].astype(window.dtype)], axis=1)
-        return HistoryState(step(state.observation, obs), step(state.action, unit_action),
+        return HistoryState(step(state.observation, self._preprocess_numpy(obs)),
+                            step(state.action, unit.reshape(len(obs), self.act_dim)),
                             step(state.mask, np.ones(len(obs), bool)))
+
+    def check_state(self, state: Any, batch_size: int) -> HistoryState:
+        if not isinstance(state, HistoryState) or state.mask.shape != (batch_size, self.history_length):
+            shape = f" of shape {state.mask.shape}" if isinstance(state, HistoryState) else ""
+            raise ValueError(f"LSTMTD3.act needs a state from initial_state({batch_size}) or a previous act "
+                             f"for {batch_size} observation(s) and history_length {self.history_length}, "
+                             f"got {type(state).__name__}{shape}.")
+        return state
+
+    def _select(self, nets: dict, obs: np.ndarray, state: HistoryState, deterministic: bool,
+                rng: np.random.Generator) -> np.ndarray:
+        unit_action = nets["actor"](self._preprocess_numpy(obs), *state)
+        return self.scale_action(unit_action).reshape((len(obs),) + self.action_space.shape)
 
     def act(self, observation: Any, state: HistoryState | None = None, deterministic: bool = False,
             rng: np.random.Generator | None = None, epsilon: float | None = None,
@@ -179,32 +190,14 @@ class LSTMTD3(TD3):
             state: from `initial_state()` or the previous `act`; None starts
                 an episode.
             deterministic: no action noise.
+            epsilon: not for Box actions (an error, as for every agent).
             noise: action noise in [-1, 1] units, one row per observation.
 
         Returns:
             `(action, state)`: the action (or batch) scaled to the Box bounds,
-            and the history that includes this step.
+            and the history that includes this step (with the noisy action).
         """
         return self._act_with(self.policy_snapshot(), observation, deterministic, rng, epsilon, noise, state=state)
-
-    def _act_with(self, nets: dict, observation: Any, deterministic: bool = False,
-                  rng: np.random.Generator | None = None, epsilon: float | None = None,
-                  noise: np.ndarray | None = None, state: HistoryState | None = None) -> tuple[np.ndarray, HistoryState]:
-        obs, single = spaces.check_batch(self.observation_space, observation, "observation")
-        if state is None:
-            state = self.initial_state(len(obs))
-        if not isinstance(state, HistoryState) or state.mask.shape != (len(obs), self.history_length):
-            raise ValueError(f"LSTMTD3.act needs a state from initial_state({len(obs) if not single else ''}) "
-                             f"or a previous act for {len(obs)} observation(s) and history_length "
-                             f"{self.history_length}, got {type(state).__name__}"
-                             f"{'' if not isinstance(state, HistoryState) else ' of shape ' + str(state.mask.shape)}.")
-        x = self._preprocess_numpy(obs)
-        unit_action = nets["actor"](x, *state)
-        if noise is not None and not deterministic:
-            unit_action = np.clip(unit_action + np.reshape(noise, unit_action.shape), -1.0, 1.0)
-        actions = self.scale_action(unit_action).reshape((len(obs),) + self.action_space.shape)
-        state = self._advance(state, x, unit_action)
-        return (actions[0] if single else actions), state
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict:

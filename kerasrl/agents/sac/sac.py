@@ -154,8 +154,7 @@ class SAC(Agent):
         return {"actor": self.actor}
 
     # ---------------------------------------------------------------- policy
-    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
+    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
         out = nets["actor"](obs)
         if self.discrete:
             if deterministic:

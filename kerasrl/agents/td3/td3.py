@@ -147,12 +147,8 @@ class TD3(Agent):
         return ops.logical_and(on_actor_step, every)
 
     # ---------------------------------------------------------------- policy
-    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict,
-                epsilon: float | None = None, noise: np.ndarray | None = None) -> np.ndarray:
-        unit_action = nets["actor"](obs)
-        if noise is not None and not deterministic:
-            unit_action = np.clip(unit_action + noise, -1.0, 1.0)
-        return self.scale_action(unit_action).reshape((len(obs),) + self.action_space.shape)
+    def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
+        return self.scale_action(nets["actor"](obs)).reshape((len(obs),) + self.action_space.shape)
 
     def q_value(self, critic: keras.Model, obs: Any, unit_action: Any) -> Any:
         return ops.squeeze(critic(ops.concatenate([obs, unit_action], axis=-1)), -1)
