@@ -1,8 +1,9 @@
-"""The `kerasrl` command line: train, evaluate, plot and tune agents.
+"""The `kerasrl` command line: train, evaluate, play, plot and tune agents.
 
 ```
 python -m kerasrl train sac Pendulum-v1 --steps 20000 --out runs/sac-pendulum
 python -m kerasrl eval runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 10
+python -m kerasrl play runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 2 --video pendulum.gif
 python -m kerasrl train td3 HalfCheetahBulletEnv-v0 --steps 300000 --learning-starts 10000 --seed 1 --out runs/td3-s1
 python -m kerasrl plot runs/td3-s0 runs/td3-s1 -o curve.png
 python -m kerasrl tune sac Pendulum-v1 --trials 8 --steps 10000 --out tune/
@@ -57,6 +58,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerasrl import callbacks as rlcb  # noqa: E402
+from kerasrl import video  # noqa: E402
 from kerasrl.envs import pomdp  # noqa: E402
 from kerasrl.agents.base import DEFAULT_STEPS_PER_EXECUTION  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
@@ -193,6 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
     ev.add_argument("--render", action="store_true", help="show the episodes (render_mode='human')")
     ev.add_argument("--json", type=Path, default=None, help="also write the returns to this JSON file")
+
+    play = sub.add_parser(
+        "play",
+        help="show a saved .keras agent's episodes, or record them to a video",
+        description="Load an agent with keras.saving.load_model and run episodes: shown in a window "
+                    "(render_mode='human'), or with --video written to an MP4 or GIF file "
+                    "(needs pip install 'kerasrl[video]').",
+        formatter_class=_HelpFormatter,
+    )
+    play.add_argument("model", type=Path, metavar="MODEL", help="path of a .keras file saved by kerasrl")
+    play.add_argument("env", metavar="ENV_ID", help="gymnasium environment id")
+    play.add_argument("--episodes", type=_positive_int, default=1, help="episodes to run")
+    play.add_argument("--seed", type=int, default=None, help="seed of the first reset")
+    play.add_argument("--pomdp", default=None, metavar="KIND", help="partially observed task, as for train")
+    play.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
+    play.add_argument("--video", type=Path, default=None, help="record to this .mp4 or .gif file instead of showing")
+    play.add_argument("--fps", type=float, default=None, help="frames per second of the video (the env's by default)")
 
     pl = sub.add_parser(
         "plot",
@@ -635,16 +654,22 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
 
 
 # ------------------------------------------------------------------------ eval
-def evaluate(args: argparse.Namespace) -> dict:
-    if not args.model.exists():
-        raise CLIError(f"no such file: {args.model}")
-    check_env_id(args.env)
+def load_agent(path: Path) -> kerasrl.Agent:
+    """The kerasrl agent saved in `path`, or a CLIError saying why not."""
+    if not path.exists():
+        raise CLIError(f"no such file: {path}")
     try:
-        agent = keras.saving.load_model(args.model)
+        agent = keras.saving.load_model(path)
     except Exception as error:  # a damaged file, not a .keras file, an unknown class
-        raise CLIError(f"could not load {args.model}: {error}") from None
+        raise CLIError(f"could not load {path}: {error}") from None
     if not isinstance(agent, kerasrl.Agent):
-        raise CLIError(f"{args.model} holds a {type(agent).__name__}, not a kerasrl agent")
+        raise CLIError(f"{path} holds a {type(agent).__name__}, not a kerasrl agent")
+    return agent
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    agent = load_agent(args.model)
+    check_env_id(args.env)
     env = make_env(args.env, args.pomdp, render_mode="human" if args.render else None)
     try:
         check_spaces(agent, env, args.model, args.env)
@@ -663,6 +688,29 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.json:
         _write_json(args.json, result)
     return result
+
+
+# ------------------------------------------------------------------------ play
+def play(args: argparse.Namespace) -> dict:
+    agent = load_agent(args.model)
+    check_env_id(args.env)
+    if args.video is not None:
+        try:
+            video.check_path(args.video)
+        except (ValueError, ImportError) as error:
+            raise CLIError(str(error)) from None
+    env = make_env(args.env, args.pomdp, render_mode="rgb_array" if args.video is not None else "human")
+    try:
+        check_spaces(agent, env, args.model, args.env)
+        returns = agent.play(env, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic,
+                             video=None if args.video is None else str(args.video), fps=args.fps)
+    except ValueError as error:
+        raise CLIError(f"cannot play {args.model} on {args.env}: {error}") from None
+    finally:
+        env.close()
+    print(f"{args.env}: {summary(returns)} over {args.episodes} episode(s)")
+    return {"model": str(args.model), "env": args.env, "returns": [float(r) for r in returns],
+            "video": None if args.video is None else str(args.video)}
 
 
 # ------------------------------------------------------------------------ plot
@@ -751,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_parser.set_defaults(**options)  # the command line, parsed again, overrides the file
         args = parser.parse_args(argv)
         args.agent_options = args_agent
-    handler = {"train": train, "eval": evaluate, "plot": plot, "tune": tune}[args.command]
+    handler = {"train": train, "eval": evaluate, "play": play, "plot": plot, "tune": tune}[args.command]
     try:
         handler(args)
     except CLIError as error:

@@ -285,6 +285,65 @@ class Agent(keras.Model):
         returns, _ = loop.run_episodes(episodes, seed)
         return returns
 
+    def play(
+        self,
+        env: gym.Env | str,
+        episodes: int = 1,
+        seed: int | None = None,
+        deterministic: bool = True,
+        video: str | None = None,
+        fps: float | None = None,
+    ) -> np.ndarray:
+        """Runs whole episodes and shows them, or records them to a video file.
+
+        Prints each episode's return and length.
+
+        Args:
+            env: an environment made with `render_mode="human"` (shown) or,
+                with `video`, `render_mode="rgb_array"`; or an id, made so.
+            episodes: the number of episodes.
+            seed: seeds the first reset.
+            deterministic: act with the policy's mode (the default) or sample.
+            video: an .mp4 or .gif path to write every episode's frames to
+                (needs `pip install 'kerasrl[video]'`).
+            fps: frames per second of the video (the env's `render_fps` by default).
+
+        Returns:
+            The episodes' undiscounted returns.
+
+        Example:
+
+        ```python
+        agent = keras.saving.load_model("runs/sac-pendulum/agent.keras")
+        agent.play(gym.make("Pendulum-v1", render_mode="rgb_array"), episodes=2, seed=0,
+                   video="pendulum.mp4")
+        ```
+        """
+        if int(episodes) < 1:
+            raise ValueError(f"play needs episodes >= 1, got {episodes}.")
+        wanted = "rgb_array" if video is not None else "human"
+        if video is not None:
+            from kerasrl import video as video_module
+            video_module.check_path(video)
+        if isinstance(env, str):
+            env = gym.make(env, render_mode=wanted)
+        mode = getattr(env, "render_mode", None)
+        if mode != wanted:
+            how = f"record {video!r}" if video is not None else "show episodes (without video=...)"
+            raise ValueError(f"play needs an environment made with render_mode={wanted!r} to {how}; "
+                             f"this one has render_mode={mode!r}.")
+        frames: list[np.ndarray] = []
+        record = (lambda e: frames.append(e.render())) if video is not None else None
+        loop = self._loop(env, deterministic, max_episodes=episodes, render=record)
+        returns, lengths = loop.run_episodes(episodes, seed)
+        for i, (value, length) in enumerate(zip(returns, lengths)):
+            print(f"episode {i + 1}: return {value:.2f}, length {length}")
+        if video is not None:
+            rate = fps or env.metadata.get("render_fps") or 30
+            video_module.write(video, frames, rate)
+            print(f"Wrote {video} ({len(frames)} frames at {rate:g} fps)")
+        return returns
+
     # ---------------------------------------------------------------- learning
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
