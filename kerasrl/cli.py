@@ -1,9 +1,10 @@
-"""The `kerasrl` command line: train, evaluate, play, plot and tune agents.
+"""The `kerasrl` command line: train, evaluate, play, export, plot and tune agents.
 
 ```
 python -m kerasrl train sac Pendulum-v1 --steps 20000 --out runs/sac-pendulum
 python -m kerasrl eval runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 10
 python -m kerasrl play runs/sac-pendulum/agent.keras Pendulum-v1 --episodes 2 --video pendulum.gif
+python -m kerasrl export runs/sac-pendulum/agent.keras --format onnx -o policy.onnx
 python -m kerasrl train td3 HalfCheetahBulletEnv-v0 --steps 300000 --learning-starts 10000 --seed 1 --out runs/td3-s1
 python -m kerasrl plot runs/td3-s0 runs/td3-s1 -o curve.png
 python -m kerasrl tune sac Pendulum-v1 --trials 8 --steps 10000 --out tune/
@@ -212,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
     play.add_argument("--video", type=Path, default=None, help="record to this .mp4 or .gif file instead of showing")
     play.add_argument("--fps", type=float, default=None, help="frames per second of the video (the env's by default)")
+
+    ex = sub.add_parser(
+        "export",
+        help="write a saved agent's deterministic policy for serving (SavedModel, ONNX, LiteRT)",
+        description="Load an agent with keras.saving.load_model and write its deterministic policy: a batch "
+                    "of raw observations in, a batch of environment actions out (see Agent.export_policy).",
+        formatter_class=_HelpFormatter,
+    )
+    ex.add_argument("model", type=Path, metavar="MODEL", help="path of a .keras file saved by kerasrl")
+    ex.add_argument("--format", choices=("tf_saved_model", "onnx", "litert"), default="tf_saved_model",
+                    help="artifact format (onnx needs pip install 'kerasrl[onnx]')")
+    ex.add_argument("-o", "--output", type=Path, default=None,
+                    help="file or folder to write (default: policy_savedmodel, policy.onnx or policy.tflite)")
 
     pl = sub.add_parser(
         "plot",
@@ -713,6 +727,23 @@ def play(args: argparse.Namespace) -> dict:
             "video": None if args.video is None else str(args.video)}
 
 
+# ---------------------------------------------------------------------- export
+EXPORT_DEFAULTS = {"tf_saved_model": "policy_savedmodel", "onnx": "policy.onnx", "litert": "policy.tflite"}
+
+
+def export(args: argparse.Namespace) -> Path:
+    agent = load_agent(args.model)
+    output = args.output or Path(EXPORT_DEFAULTS[args.format])
+    if output.exists():
+        raise CLIError(f"{output} exists; remove it or give another -o")
+    try:
+        agent.export_policy(str(output), format=args.format)
+    except (ImportError, NotImplementedError, ValueError) as error:
+        raise CLIError(f"cannot export {args.model}: {error}") from None
+    print(f"Wrote {output} ({args.format}): observations {agent.observation_space} -> actions {agent.action_space}")
+    return output
+
+
 # ------------------------------------------------------------------------ plot
 def plot(args: argparse.Namespace) -> Path:
     from kerasrl import plot as plotting
@@ -799,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_parser.set_defaults(**options)  # the command line, parsed again, overrides the file
         args = parser.parse_args(argv)
         args.agent_options = args_agent
-    handler = {"train": train, "eval": evaluate, "play": play, "plot": plot, "tune": tune}[args.command]
+    handler = {"train": train, "eval": evaluate, "play": play, "export": export, "plot": plot, "tune": tune}[args.command]
     try:
         handler(args)
     except CLIError as error:

@@ -344,6 +344,69 @@ class Agent(keras.Model):
             print(f"Wrote {video} ({len(frames)} frames at {rate:g} fps)")
         return returns
 
+    # ----------------------------------------------------------------- export
+    def policy_action(self, observation: Any) -> Any:
+        """The deterministic policy in Keras ops: raw observations -> environment actions.
+
+        What `export_policy` writes; equal to `act(observation, deterministic=True)`
+        on a batch (Discrete actions as int64).
+        """
+        return self._deterministic_action(self.preprocess(observation))
+
+    def _deterministic_action(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def _greedy_action(self, scores: Any) -> Any:
+        # tf.argmax, not ops.argmax: Keras' argmax adds a Bitcast that ONNX has no operator for.
+        return tf.math.argmax(scores, axis=-1, output_type=tf.int64) + self.action_space.start
+
+    def _box_action(self, unit_action: Any) -> Any:
+        low = ops.convert_to_tensor(self.action_space.low.reshape(-1), "float32")
+        high = ops.convert_to_tensor(self.action_space.high.reshape(-1), "float32")
+        action = low + (ops.cast(unit_action, "float32") + 1.0) * 0.5 * (high - low)
+        return ops.reshape(action, (-1,) + self.action_space.shape)
+
+    def export_policy(self, path: str, format: str = "tf_saved_model", verbose: bool = False) -> str:
+        """Writes the deterministic policy for serving outside Python's kerasrl.
+
+        The artifact maps a batch of raw observations (any batch size, the
+        environment's dtype) to a batch of environment actions, as
+        `act(obs, deterministic=True)` returns them: Box actions scaled to
+        the bounds, Discrete ones as int64. The preprocessing (one-hot
+        Discrete observations, uint8 frames) is inside. See `kerasrl.export`
+        for running it with each runtime.
+
+        Args:
+            path: a folder for "tf_saved_model", a file for "onnx" (.onnx)
+                and "litert" (.tflite).
+            format: "tf_saved_model" (signature `serving_default`, endpoint
+                `serve`), "onnx" (needs `pip install 'kerasrl[onnx]'`) or
+                "litert".
+            verbose: let Keras print what it writes.
+
+        Returns:
+            The path written.
+
+        Example:
+
+        ```python
+        agent.export_policy("policy.onnx", format="onnx")
+        session = onnxruntime.InferenceSession("policy.onnx")
+        actions = session.run(None, {"observation": observations})[0]
+        ```
+        """
+        from kerasrl import export
+
+        return export.export_policy(self, path, format=format, verbose=verbose)
+
+    def export(self, filepath: str, format: str = "tf_saved_model", verbose: bool | None = None,
+               input_signature: Any = None, **kwargs: Any) -> str:
+        """Keras' export: the deterministic policy, as `export_policy` writes it."""
+        if input_signature is not None or kwargs:
+            raise ValueError(f"{type(self).__name__}.export writes the policy with its own input signature; "
+                             "use export_policy(path, format=...).")
+        return self.export_policy(filepath, format=format, verbose=bool(verbose))
+
     # ---------------------------------------------------------------- learning
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError

@@ -138,6 +138,9 @@ class DQN(Agent):
         greedy = nets["q"](obs).argmax(axis=-1) + self.action_space.start
         return greedy if deterministic else acting.epsilon_greedy(greedy, self.epsilon, self.action_space, rng)
 
+    def _deterministic_action(self, x: Any) -> Any:
+        return self._greedy_action(self.q_network(x))
+
     # ---------------------------------------------------------------- update
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         s = self.preprocess(batch["observation"])

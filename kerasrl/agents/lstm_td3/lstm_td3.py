@@ -180,6 +180,30 @@ class LSTMTD3(TD3):
         unit_action = nets["actor"](self._preprocess_numpy(obs), *state)
         return self.scale_action(unit_action).reshape((len(obs),) + self.action_space.shape)
 
+    def policy_step(self, observation: Any, history_observation: Any, history_action: Any,
+                    history_mask: Any) -> dict[str, Any]:
+        """One deterministic step in Keras ops, the state in and out (what `export_policy` writes).
+
+        Returns `action` (environment units) and `next_history_observation`,
+        `next_history_action`, `next_history_mask`: the state `act` returns, as
+        tensors (output names differ from input names, which ONNX requires).
+        """
+        x = self.preprocess(observation)
+        state = {"history_observation": history_observation, "history_action": history_action,
+                 "history_mask": history_mask}
+        inputs = {"observation": x}
+        if self.history_length:
+            inputs.update(history_observation=history_observation, history_mask=history_mask)
+            if self.use_past_actions:
+                inputs["history_action"] = history_action
+        unit_action = ops.cast(self.actor(inputs), "float32")
+        if self.history_length:
+            step = lambda window, value: ops.concatenate([window[:, 1:], ops.expand_dims(value, 1)], axis=1)
+            state = {"history_observation": step(history_observation, x),
+                     "history_action": step(history_action, unit_action),
+                     "history_mask": step(history_mask, ops.ones_like(x[:, 0], dtype="bool"))}
+        return {"action": self._box_action(unit_action), **{f"next_{name}": value for name, value in state.items()}}
+
     def act(self, observation: Any, state: HistoryState | None = None, deterministic: bool = False,
             rng: np.random.Generator | None = None, epsilon: float | None = None,
             noise: np.ndarray | None = None) -> tuple[np.ndarray, HistoryState]:

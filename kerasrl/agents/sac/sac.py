@@ -169,6 +169,12 @@ class SAC(Agent):
             u = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
         return self.scale_action(np.tanh(u)).reshape((len(obs),) + self.action_space.shape)
 
+    def _deterministic_action(self, x: Any) -> Any:
+        out = self.actor(x)
+        if self.discrete:
+            return self._greedy_action(out)
+        return self._box_action(ops.tanh(out[:, : self.act_dim]))
+
     def sample_action(self, obs: Any, salt: int) -> tuple[Any, Any]:
         """Continuous: a reparameterised sample in [-1, 1] and its log-probability."""
         mean, log_std = ops.split(self.actor(obs), 2, axis=-1)

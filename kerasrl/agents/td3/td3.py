@@ -150,6 +150,9 @@ class TD3(Agent):
     def _policy(self, obs: np.ndarray, deterministic: bool, rng: np.random.Generator, nets: dict) -> np.ndarray:
         return self.scale_action(nets["actor"](obs)).reshape((len(obs),) + self.action_space.shape)
 
+    def _deterministic_action(self, x: Any) -> Any:
+        return self._box_action(self.actor(x))
+
     def q_value(self, critic: keras.Model, obs: Any, unit_action: Any) -> Any:
         return ops.squeeze(critic(ops.concatenate([obs, unit_action], axis=-1)), -1)
 
