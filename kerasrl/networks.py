@@ -296,15 +296,7 @@ class NumpyMemoryNet:
             kernel, recurrent, bias = self.lstm
             units = recurrent.shape[0]
             projected = (past @ kernel + bias).reshape(batch, length, -1)  # the input part of every gate, at once
-            h = np.zeros((len(x), units), np.float32)
-            c = np.zeros_like(h)
-            for t in np.flatnonzero(history_mask.any(axis=0)):  # steps no row holds change nothing
-                h_new, c_new = _lstm_gates(projected[:, t] + h @ recurrent, c)
-                step = history_mask[:, t]
-                if step.all():
-                    h, c = h_new, c_new
-                else:
-                    h, c = np.where(step[:, None], h_new, h), np.where(step[:, None], c_new, c)
+            h = _lstm_window(projected, recurrent, np.ascontiguousarray(history_mask))
             for kernel, bias, activation in self.memory_after:
                 h = activation(h @ kernel + bias)
             x = np.concatenate([h, x], axis=-1)
@@ -315,16 +307,33 @@ class NumpyMemoryNet:
 
 
 @numba.njit(cache=True, nogil=True)
-def _lstm_gates(z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """One LSTM cell update from the gate pre-activations z (B, 4 units), Keras' order (input, forget, cell,
-    output): in one compiled loop, ~10x cheaper than the dozen numpy calls it replaces."""
-    batch, units = c.shape
-    h_new, c_new = np.empty_like(c), np.empty_like(c)
+def _lstm_window(projected: np.ndarray, recurrent: np.ndarray, mask: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """The LSTM over a window, from zero state: the last h of each row (B, units).
+
+    `projected` (B, L, 4 units) holds each step's input part of the gates,
+    Keras' order (input, forget, cell, output); a row steps only where `mask`
+    (B, L) is set, as Keras' masked LSTM does. One compiled loop: the recurrent
+    products of a few rows are cheaper here than through BLAS calls (and its
+    threads), and the gate arithmetic costs no numpy calls.
+    """
+    batch, length, four_units = projected.shape
+    units = four_units // 4
+    h = np.zeros((batch, units), np.float32)
+    c = np.zeros((batch, units), np.float32)
+    z = np.empty(four_units, np.float32)
     for b in range(batch):
-        for j in range(units):
-            i = 1.0 / (1.0 + np.exp(-z[b, j]))
-            f = 1.0 / (1.0 + np.exp(-z[b, units + j]))
-            o = 1.0 / (1.0 + np.exp(-z[b, 3 * units + j]))
-            c_new[b, j] = f * c[b, j] + i * np.tanh(z[b, 2 * units + j])
-            h_new[b, j] = o * np.tanh(c_new[b, j])
-    return h_new, c_new
+        for t in range(length):
+            if not mask[b, t]:
+                continue
+            z[:] = projected[b, t]
+            for k in range(units):  # z += h[b] @ recurrent, row by row of the recurrent kernel (contiguous)
+                hk = h[b, k]
+                for j in range(four_units):
+                    z[j] += hk * recurrent[k, j]
+            for j in range(units):
+                i = 1.0 / (1.0 + np.exp(-z[j]))
+                f = 1.0 / (1.0 + np.exp(-z[units + j]))
+                o = 1.0 / (1.0 + np.exp(-z[3 * units + j]))
+                c[b, j] = f * c[b, j] + i * np.tanh(z[2 * units + j])
+                h[b, j] = o * np.tanh(c[b, j])
+    return h
