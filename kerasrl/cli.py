@@ -188,12 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load an agent with keras.saving.load_model and run deterministic episodes.",
         formatter_class=_HelpFormatter,
     )
-    ev.add_argument("model", type=Path, metavar="MODEL", help="path of a .keras file saved by kerasrl")
-    ev.add_argument("env", metavar="ENV_ID", help="gymnasium environment id")
-    ev.add_argument("--episodes", type=_positive_int, default=10, help="episodes to run")
-    ev.add_argument("--seed", type=int, default=None, help="seed of the first reset")
-    ev.add_argument("--pomdp", default=None, metavar="KIND", help="partially observed task, as for train")
-    ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
+    _add_episode_arguments(ev, episodes=10)
     ev.add_argument("--render", action="store_true", help="show the episodes (render_mode='human')")
     ev.add_argument("--json", type=Path, default=None, help="also write the returns to this JSON file")
 
@@ -205,12 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(needs pip install 'kerasrl[video]').",
         formatter_class=_HelpFormatter,
     )
-    play.add_argument("model", type=Path, metavar="MODEL", help="path of a .keras file saved by kerasrl")
-    play.add_argument("env", metavar="ENV_ID", help="gymnasium environment id")
-    play.add_argument("--episodes", type=_positive_int, default=1, help="episodes to run")
-    play.add_argument("--seed", type=int, default=None, help="seed of the first reset")
-    play.add_argument("--pomdp", default=None, metavar="KIND", help="partially observed task, as for train")
-    play.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
+    _add_episode_arguments(play, episodes=1)
     play.add_argument("--video", type=Path, default=None, help="record to this .mp4 or .gif file instead of showing")
     play.add_argument("--fps", type=float, default=None, help="frames per second of the video (the env's by default)")
 
@@ -273,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------- helpers
+def _add_episode_arguments(parser: argparse.ArgumentParser, episodes: int) -> None:
+    """The arguments of the commands that run a saved agent's episodes (eval, play)."""
+    parser.add_argument("model", type=Path, metavar="MODEL", help="path of a .keras file saved by kerasrl")
+    parser.add_argument("env", metavar="ENV_ID", help="gymnasium environment id")
+    parser.add_argument("--episodes", type=_positive_int, default=episodes, help="episodes to run")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the first reset")
+    parser.add_argument("--pomdp", default=None, metavar="KIND", help="partially observed task, as for train")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
+
+
 def check_env_id(env_id: str) -> None:
     """Raises CLIError naming `env_id` if gymnasium does not know it."""
     try:
