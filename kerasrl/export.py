@@ -95,5 +95,37 @@ def export_policy(agent: Any, path: str | os.PathLike, format: str = "tf_saved_m
     model(*tf.nest.map_structure(lambda spec: tf.zeros([1] + spec.shape.as_list()[1:], spec.dtype),
                                  signature))  # builds the model
     path = os.fspath(path)
-    model.export(path, format=format, input_signature=signature, verbose=verbose)
+    if format == "tf_saved_model":
+        _write_saved_model(model, signature, path)
+    else:
+        model.export(path, format=format, input_signature=signature, verbose=verbose)
     return path
+
+
+def _write_saved_model(model: PolicyModel, signature: list[Any], path: str) -> None:
+    """A SavedModel whose functions hold the weights as constants.
+
+    Keras' export keeps them as variables that live with the loaded object, so
+    `tf.saved_model.load(path).serve(obs)` in one expression (the object gone
+    before the call) fails with "variables which have been deleted"; a frozen
+    graph has nothing to lose. Endpoint `serve` (the signature's structure) and
+    signature `serving_default` (flat named inputs; outputs by name, or
+    `output_0`).
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = tf.function(model.call, input_signature=signature).get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    flat_specs = tf.nest.flatten(signature)
+
+    def serve(*args: Any) -> Any:
+        return tf.nest.pack_sequence_as(concrete.structured_outputs, frozen(*tf.nest.flatten(args)))
+
+    def serving_default(*flat: Any) -> dict[str, Any]:
+        outputs = serve(*tf.nest.pack_sequence_as(signature, list(flat)))
+        return outputs if isinstance(outputs, dict) else {"output_0": outputs}
+
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=signature)
+    default = tf.function(serving_default, input_signature=flat_specs).get_concrete_function()
+    tf.saved_model.save(module, path, signatures={"serving_default": default})
