@@ -83,7 +83,7 @@ CASES = {
     "dqn": (lambda: gym.make("CartPole-v1"), lambda env: kerasrl.DQN.from_env(env, hidden=HIDDEN, seed=0), 1000),
     "dqn-discrete-observations": (lambda: gym.make("FrozenLake-v1"),
                                   lambda env: kerasrl.DQN.from_env(env, hidden=HIDDEN, dueling=False, seed=0), 1000),
-    "dqn-nature-cnn": (atari_env, lambda env: kerasrl.DQN.from_env(env, torso="nature_cnn", seed=0), 200),
+    "dqn-nature-cnn": (atari_env, lambda env: kerasrl.DQN.from_env(env, torso="nature_cnn", seed=0), 1000),
 }
 
 
