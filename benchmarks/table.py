@@ -4,8 +4,10 @@
 
 Each file's last summary line becomes one markdown row: each library's median
 env steps/s with its range over seeds, the ratios of medians with the per-seed
-ratios' range, the fraction of the ceiling and the mean evaluation returns. The
-README's table is pasted from this output, so every figure in it is in a file.
+ratios' range, the fraction of the ceiling, the fraction of the arithmetic limit
+(the fit's updates/s over the last `arithmetic_limit.py` line for the same
+algorithm and task in `--limits`) and the mean evaluation returns. The README's
+table is pasted from this output, so every figure in it is in a file.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 
 PEERS = ("sb3", "sbx")
 HEADER = ("| task | env steps | seeds | kerasrl steps/s | SB3 steps/s | SBX steps/s | kerasrl / SB3 | kerasrl / SBX "
-          "| fraction of ceiling | eval: kerasrl, SB3, SBX | raw |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| fraction of ceiling | fraction of arithmetic limit | eval: kerasrl, SB3, SBX | raw |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def rate(lib: dict | None) -> str:
@@ -39,16 +41,27 @@ def evals(summary: dict) -> str:
     return ", ".join(out)
 
 
-def row(path: Path, label: str | None, link_prefix: str) -> str:
+def limits_by_task(path: Path | None) -> dict[tuple[str, str], dict]:
+    """The last arithmetic_limit.py line per (algo, env) in `path`."""
+    if path is None:
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if '"kind": "arithmetic_limit"' in line]
+    return {(r["algo"], r["env"]): r for r in lines}
+
+
+def row(path: Path, label: str | None, link_prefix: str, limits: dict | None = None) -> str:
     summaries = [json.loads(line) for line in path.read_text().splitlines() if '"kind": "summary"' in line]
     if not summaries:
         raise SystemExit(f"{path}: no summary line (did the run finish?)")
     s = summaries[-1]
     fraction = f"{s['fraction_of_ceiling']:.2f}" if s.get("fraction_of_ceiling") else "—"
+    limit = (limits or {}).get((s["algo"], s["env"]))
+    of_limit = f"{s['kerasrl']['updates_per_second'] / limit['limit_updates_per_second']:.2f}" if limit else "—"
     seeds = " ".join(str(k) for k in s["kerasrl"]["seeds"])
     task = label or f"{s['algo'].upper()} {s['env']}"
     return (f"| {task} | {s['steps'] // 1000}k | {seeds} | {rate(s.get('kerasrl'))} | {rate(s.get('sb3'))} "
             f"| {rate(s.get('sbx'))} | {ratio(s.get('ratio_vs_sb3'))} | {ratio(s.get('ratio_vs_sbx'))} | {fraction} "
+            f"| {of_limit} "
             f"| {evals(s)} | [{path.name}]({link_prefix}{path.name}) |")
 
 
@@ -57,10 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--labels", nargs="*", default=[], help="task labels, one per file (default: ALGO env)")
     p.add_argument("--link-prefix", default="benchmarks/results/")
+    p.add_argument("--limits", type=Path, default=None, help="arithmetic_limit.py's raw lines")
     args = p.parse_args(argv)
+    limits = limits_by_task(args.limits)
     print(HEADER)
     for i, path in enumerate(args.files):
-        print(row(path, args.labels[i] if i < len(args.labels) else None, args.link_prefix))
+        print(row(path, args.labels[i] if i < len(args.labels) else None, args.link_prefix, limits))
 
 
 if __name__ == "__main__":

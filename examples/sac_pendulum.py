@@ -23,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 short epochs instead of 20 x 1000 updates")
     parser.add_argument("--out", default=".", help="folder for log.csv and sac_pendulum.keras")
+    parser.add_argument("--seed", type=int, default=0, help="the EnvDataset's seed (collection and sampling)")
     args = parser.parse_args()
     epochs, steps_per_epoch, learning_starts, eval_episodes = (2, 200, 200, 2) if args.quick else (20, 1000, 1000, 10)
     os.makedirs(args.out, exist_ok=True)
@@ -33,7 +34,7 @@ def main() -> None:
     agent = kerasrl.SAC.from_env(env)
     agent.compile(optimizer=keras.optimizers.Adam(1e-3))
     data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(100_000), batch_size=256,
-                              learning_starts=learning_starts, seed=0)
+                              learning_starts=learning_starts, seed=args.seed)
     history = agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=[rlcb.SoftTargetUpdate(tau=0.005), keras.callbacks.CSVLogger(log_file)])
     print("last episode_return (mean of the last 10 training episodes):", history.history["episode_return"][-1])

@@ -21,6 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 tiny trials instead of the full search")
     parser.add_argument("--out", default="tune", help="keras-tuner directory")
+    parser.add_argument("--seed", type=int, default=0, help="the trials' seed (networks, environment, sampling)")
     args = parser.parse_args()
 
     fixed = keras_tuner.HyperParameters()  # any entry of the space can be held fixed, the keras-tuner way
@@ -34,7 +35,7 @@ def main() -> None:
         oracle=keras_tuner.oracles.BayesianOptimizationOracle(
             objective=keras_tuner.Objective("eval_return", "max"), max_trials=2 if args.quick else 8,
             hyperparameters=fixed, seed=1),  # keras-tuner reads seed=0 as no seed
-        directory=args.out, project_name="sac_pendulum")
+        directory=args.out, project_name="sac_pendulum", seed=args.seed)
     tuner.search(env_steps=600 if args.quick else 10_000, eval_episodes=2 if args.quick else 5,
                  verbose=0 if args.quick else 1)
     tuner.results_summary(3)
@@ -51,7 +52,7 @@ def main() -> None:
     agent.fit(data, epochs=data.initial_epoch + 1, initial_epoch=data.initial_epoch,
               steps_per_epoch=200 if args.quick else 5000, verbose=0)
     returns = agent.evaluate_env(gym.make("Pendulum-v1"), episodes=5, seed=20_000)
-    print(f"after more training: {np.mean(returns):.1f} ± {np.std(returns):.1f}")
+    print(f"after more training, deterministic evaluation: {np.mean(returns):.1f} ± {np.std(returns):.1f}")
     agent.save(f"{args.out}/sac_pendulum_best.keras")
 
 

@@ -84,7 +84,7 @@ class AgentPolicy(Policy):
         return self.agent._select(nets, observation, state, self.deterministic, self.rng)
 
     def advance(self, state: Any, observation: np.ndarray, action: np.ndarray) -> Any:
-        return self.agent.advance_state(state, observation, action) if self.agent.stateful else state
+        return self.agent._advance_state(state, observation, action) if self.agent.stateful else state
 
 
 class _Wrapper(Policy):

@@ -187,8 +187,7 @@ class EnvDataset:
     # --------------------------------------------------------------- collect
     @property
     def obs_dtype(self) -> np.dtype:
-        space = self.agent.observation_space
-        return np.dtype(np.int64) if isinstance(space, gym.spaces.Discrete) else np.dtype(space.dtype)
+        return spaces.observation_dtype(self.agent.observation_space)
 
     @property
     def action_dtype(self) -> np.dtype:

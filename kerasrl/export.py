@@ -30,17 +30,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gymnasium as gym
 import keras
-import numpy as np
 import tensorflow as tf
+
+from kerasrl import spaces
 
 # Each format and the modules writing it needs beyond TensorFlow (all in the extra of the format's name).
 FORMATS = {"tf_saved_model": (), "onnx": ("tf2onnx", "onnx"), "litert": ()}
-
-
-def observation_dtype(space: gym.spaces.Space) -> str:
-    return "int64" if isinstance(space, gym.spaces.Discrete) else np.dtype(space.dtype).name
 
 
 class PolicyModel(keras.Model):
@@ -55,7 +51,7 @@ class PolicyModel(keras.Model):
         self.agent_ref = [agent]  # a list: Keras does not track it, so the agent's other weights stay out
         self.networks = list(agent.policy_networks().values())
         self.observation_shape = agent.observation_space.shape
-        self.observation_dtype = observation_dtype(agent.observation_space)
+        self.observation_dtype = spaces.observation_dtype(agent.observation_space).name
 
     def call(self, inputs: Any) -> Any:
         agent = self.agent_ref[0]

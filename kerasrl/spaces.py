@@ -40,6 +40,11 @@ def flat_dim(space: gym.spaces.Space) -> int:
     return int(np.prod(space.shape))
 
 
+def observation_dtype(space: gym.spaces.Space) -> np.dtype:
+    """The dtype observations of `space` are stored and fed in: Discrete indices as int64."""
+    return np.dtype(np.int64) if isinstance(space, gym.spaces.Discrete) else np.dtype(space.dtype)
+
+
 def space_to_config(space: gym.spaces.Space) -> dict:
     if isinstance(space, gym.spaces.Discrete):
         return {"class_name": "Discrete", "n": int(space.n), "start": int(space.start)}

@@ -19,6 +19,13 @@ sys.modules[_spec.name] = harness  # dataclasses look their module up
 _spec.loader.exec_module(harness)
 
 
+def _benchmark_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", _RUN.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_median_odd_even_and_missing_values():
     assert harness.median([3.0, 1.0, 2.0]) == 2.0
     assert harness.median([4.0, 1.0, 3.0, 2.0]) == 2.5
@@ -94,9 +101,7 @@ def test_compare_checks_the_flags_before_running_anything():
 
 
 def test_table_row_prints_every_figure_from_the_summary_line(tmp_path):
-    spec = importlib.util.spec_from_file_location("benchmark_table", _RUN.parent / "table.py")
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = _benchmark_module("table")
     records = [
         {"lib": "kerasrl", "seed": 0, "steps_per_second": 300.0, "updates_per_second": 300.0, "eval_mean": -150.0},
         {"lib": "sbx", "seed": 0, "steps_per_second": 200.0, "eval_mean": -155.0},
@@ -107,5 +112,24 @@ def test_table_row_prints_every_figure_from_the_summary_line(tmp_path):
     raw.write_text(json.dumps(records[0]) + "\n" + json.dumps(summary) + "\n")
     row = table.row(raw, None, "benchmarks/results/")
     assert row == ("| SAC Pendulum-v1 | 20k | 0 | 300.0 (300.0–300.0) | — | 200.0 (200.0–200.0) | — "
-                   "| **1.50x** (1.50–1.50) | 0.75 | −150, −155 "
+                   "| **1.50x** (1.50–1.50) | 0.75 | — | −150, −155 "
                    "| [sac_pendulum_peers.jsonl](benchmarks/results/sac_pendulum_peers.jsonl) |")
+    limits_file = tmp_path / "arithmetic_limit.jsonl"
+    limits_file.write_text("\n".join(json.dumps({"kind": "arithmetic_limit", "algo": "sac", "env": "Pendulum-v1",
+                                                  "limit_updates_per_second": rate}) for rate in (500.0, 600.0)))
+    limits = table.limits_by_task(limits_file)
+    assert "| 0.75 | 0.50 | −150, −155 |" in table.row(raw, None, "benchmarks/results/", limits)  # the last line
+
+
+def test_examples_reads_every_evaluation_line_and_checks_each_stated_return():
+    examples = _benchmark_module("examples")
+    printed = ("TD3 on HalfCheetahBulletEnv-v0: deterministic evaluation 2400.5 ± 3.0\n"
+               "DDPG on Pendulum-v1: deterministic evaluation -150.0 ± 2.0\n")
+    assert examples.evaluations(printed) == {"TD3 on HalfCheetahBulletEnv-v0": 2400.5, "DDPG on Pendulum-v1": -150.0}
+    assert examples.evaluations("best: 1.0 ± 2.0\nafter more training, deterministic evaluation: -140.5 ± 9.0") \
+        == {"after more training": -140.5}
+    assert examples.evaluations("deterministic evaluation: 500.0 ± 0.0 (min 500)") == {"": 500.0}
+    assert examples.reached({"example": "dqn_cartpole", "eval_means": {"": 500.0}})
+    assert not examples.reached({"example": "dqn_cartpole", "eval_means": {"": 499.9}})
+    assert not examples.reached({"example": "tune_sac", "eval_means": {"": -100.0}})  # the stated line is missing
+    assert not examples.reached({"example": "sac_pendulum", "status": "failed"})

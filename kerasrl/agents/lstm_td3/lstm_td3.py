@@ -158,9 +158,13 @@ class LSTMTD3(TD3):
         `action` is the one taken, in the environment's units (as the replay
         buffer stores it): exploration and random warm-up steps included.
         """
+        obs, _ = spaces.check_batch(self.observation_space, observation, "observation")
+        return self._advance_state(state, obs, action)
+
+    def _advance_state(self, state: HistoryState, obs: np.ndarray, action: Any) -> HistoryState:
+        """`advance_state` for a batch already checked (the acting hot path checks it once, in act or the loop)."""
         if not self.history_length:
             return state
-        obs, _ = spaces.check_batch(self.observation_space, observation, "observation")
         unit = spaces.box_to_unit(self.action_space, np.reshape(action, (len(obs),) + self.action_space.shape))
         step = lambda window, value: np.concatenate([window[:, 1:], value[:, None].astype(window.dtype)], axis=1)
         return HistoryState(step(state.observation, self._preprocess_numpy(obs)),
