@@ -393,6 +393,11 @@ def dataset_options(job: dict) -> dict:
     return {k: job[k] for k in ("prefetch", "policy_sync_every") if job.get(k) is not None}
 
 
+def compile_options(run: KerasrlRun, job: dict) -> dict:
+    """The builder's compile arguments, with XLA when the command line asks for it."""
+    return {**run.compile_kwargs, **({"jit_compile": True} if job.get("jit_compile") else {})}
+
+
 def configure_threads(job: dict) -> None:
     """TensorFlow's thread pools, set before TF runs its first op."""
     import tensorflow as tf
@@ -471,7 +476,7 @@ def run_kerasrl(job: dict) -> dict:
         epochs = -(-updates // steps_per_epoch)
         updates = epochs * steps_per_epoch
         callbacks += curve.callbacks()
-    agent.compile(optimizer=run.make_optimizer(updates), steps_per_execution=spe, **run.compile_kwargs)
+    agent.compile(optimizer=run.make_optimizer(updates), steps_per_execution=spe, **compile_options(run, job))
 
     start = time.perf_counter()
     agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
@@ -491,6 +496,7 @@ def run_kerasrl(job: dict) -> dict:
         "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
         "fit_seconds": fit_seconds, "updates": done_updates, "env_steps": env_steps,
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "steps_per_execution": spe,
+        "jit_compile": bool(job.get("jit_compile")),
         "dataset": {"prefetch": data.prefetch, "policy_sync_every": data.policy_sync_every},
         "tf_threads": tf_threads(),
         "eval_seed": eval_seed, "eval_episodes": job["eval_episodes"],
@@ -522,7 +528,7 @@ def run_ceiling(job: dict) -> dict:
     agent = run.agent
     data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs, **dataset_options(job))
     dataset = fixed_batch_dataset(data)
-    agent.compile(optimizer=run.make_optimizer(n), steps_per_execution=spe, **run.compile_kwargs)
+    agent.compile(optimizer=run.make_optimizer(n), steps_per_execution=spe, **compile_options(run, job))
 
     start = time.perf_counter()
     agent.fit(dataset, epochs=1, steps_per_epoch=10 * spe, shuffle=False, verbose=0)  # trace + XLA compile
@@ -546,6 +552,7 @@ def run_ceiling(job: dict) -> dict:
         "act_microseconds": act_microseconds, "updates_per_second": n / best, "updates": n, "repetitions_seconds": times,
         "repetitions_cpu_seconds": cpu_times,
         "warmup_seconds": warmup_seconds, "steps_per_execution": spe, "tf_threads": tf_threads(),
+        "jit_compile": bool(job.get("jit_compile")),
         "settings": settings, "versions": tf_versions(), "machine": machine_info(), "date": now(),
     }
 
@@ -715,6 +722,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="TensorFlow threads running independent ops (TF's default if unset)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override settings of both libraries, VALUE as JSON, e.g. learning_rate=1e-3 net_arch=[64,64]")
+    p.add_argument("--jit-compile", action="store_true", help="kerasrl only: XLA-compile the update")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--ceiling-updates", type=int, default=3000, help="updates per timed ceiling repetition")
     p.add_argument("--no-ceiling", action="store_true")
@@ -756,7 +764,7 @@ def main(argv: list[str] | None = None) -> None:
             "prefetch": args.prefetch, "eval_episodes": args.eval_episodes,
             "intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads,
             "ceiling_updates": args.ceiling_updates, "curve_dir": args.curve_dir, "eval_every": args.eval_every,
-            "curve_eval_episodes": args.curve_eval_episodes}
+            "curve_eval_episodes": args.curve_eval_episodes, "jit_compile": args.jit_compile}
     libs = ["kerasrl", *args.compare]
     records, ceilings = [], []
 
