@@ -37,22 +37,15 @@ import run as harness  # noqa: E402  (benchmarks/run.py: ALGOS, builders, the ce
 MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
 
 
-def update_graph(algo: str, env_id: str, steps: int, assignments: dict):
+def update_graph(job: dict):
     """The traced graph of one `train_step` on one batch of run.py's settings."""
-    import gymnasium as gym
     import tensorflow as tf
-    import kerasrl
 
-    settings = harness.ALGOS[algo].settings(env_id, steps, assignments)
-    env = gym.make(env_id)
-    run = harness.ALGOS[algo].kerasrl(env, 0, settings)
-    agent = run.agent
-    data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs)
-    batch = dict(next(iter(harness.fixed_batch_dataset(data))))
-    agent.compile(optimizer=run.make_optimizer(steps), **run.compile_kwargs)
+    run, _, dataset, settings = harness.on_fixed_batch(job)
+    agent, batch = run.agent, dict(next(iter(dataset)))
+    agent.compile(optimizer=run.make_optimizer(job["steps"]), **run.compile_kwargs)
     agent.train_on_batch(batch)  # builds the optimizers' variables outside the trace
-    graph = tf.function(agent.train_step).get_concrete_function(batch).graph
-    return graph, settings
+    return tf.function(agent.train_step).get_concrete_function(batch).graph, settings
 
 
 def count_flops(graph) -> int:
@@ -121,10 +114,7 @@ def time_matmuls(shapes: list[tuple[int, int, int]], threads: int, repeats: int)
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", choices=sorted(harness.ALGOS), default="sac")
-    p.add_argument("--env", default="Pendulum-v1")
-    p.add_argument("--steps", type=int, default=20_000, help="the run's budget (settings that scale with it)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    harness.task_arguments(p)
     p.add_argument("--cores", type=int, default=os.cpu_count(), help="cores the limit assumes busy")
     p.add_argument("--repeats", type=int, default=500, help="passes over the update's products per timing")
     p.add_argument("--ceiling", action="store_true", help="also run run.py's ceiling beside it")
@@ -137,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         harness.emit(time_matmuls([tuple(s) for s in job["shapes"]], job["threads"], job["repeats"]))
         return
 
-    assignments = harness.parse_assignments(args.set, "--set")
-    graph, settings = update_graph(args.algo, args.env, args.steps, assignments)
+    job = {"algo": args.algo, "env": args.env, "steps": args.steps, "set": harness.parse_assignments(args.set, "--set"),
+           "steps_per_execution": 50, "ceiling_updates": 3000}
+    graph, settings = update_graph(job)
     shapes = matmul_shapes(graph)
     flops, matmul_flops = count_flops(graph), sum(2 * m * k * n for m, k, n in shapes)
     timings = []
@@ -152,8 +143,7 @@ def main(argv: list[str] | None = None) -> None:
               "timings": timings, "cores": args.cores,
               "limit_updates_per_second": args.cores / timings[0]["matmul_seconds_per_update"]}  # 1 thread per core
     if args.ceiling:
-        ceiling = harness.run_ceiling({"algo": args.algo, "env": args.env, "steps": args.steps, "set": assignments,
-                                       "steps_per_execution": 50, "ceiling_updates": 3000})
+        ceiling = harness.run_ceiling(job)
         record["ceiling_updates_per_second"] = ceiling["updates_per_second"]
         record["ceiling_fraction_of_limit"] = ceiling["updates_per_second"] / record["limit_updates_per_second"]
     record.update(command="python " + " ".join(sys.argv), machine=harness.machine_info(), date=harness.now(),

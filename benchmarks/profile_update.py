@@ -83,16 +83,10 @@ def op_times(logdir: str) -> tuple[dict[str, float], float, int]:
 
 
 def profile(algo: str, env_id: str, steps: int, assignments: dict, updates: int) -> dict:
-    import gymnasium as gym
     import tensorflow as tf
-    import kerasrl
 
-    settings = harness.ALGOS[algo].settings(env_id, steps, assignments)
-    env = gym.make(env_id)
-    run = harness.ALGOS[algo].kerasrl(env, 0, settings)
+    run, _, dataset, settings = harness.on_fixed_batch({"algo": algo, "env": env_id, "steps": steps, "set": assignments})
     agent = run.agent
-    data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs)
-    dataset = harness.fixed_batch_dataset(data)
     spe = 50
     updates = max(spe, updates // spe * spe)
     agent.compile(optimizer=run.make_optimizer(steps), steps_per_execution=spe, **run.compile_kwargs)
@@ -121,10 +115,7 @@ def profile(algo: str, env_id: str, steps: int, assignments: dict, updates: int)
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", choices=sorted(harness.ALGOS), default="sac")
-    p.add_argument("--env", default="Pendulum-v1")
-    p.add_argument("--steps", type=int, default=20_000, help="the run's budget (settings that scale with it)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    harness.task_arguments(p)
     p.add_argument("--updates", type=int, default=500, help="updates traced")
     p.add_argument("--out", default=None, help="also append the JSON line to this file")
     args = p.parse_args(argv)

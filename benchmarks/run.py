@@ -514,20 +514,25 @@ def fixed_batch_dataset(data: Any) -> Any:
     return tf.data.Dataset.from_tensors(batch).repeat()
 
 
-def run_ceiling(job: dict) -> dict:
+def on_fixed_batch(job: dict) -> tuple[KerasrlRun, Any, Any, dict]:
+    """The job's kerasrl agent (uncompiled, seed 0), its env, the ceiling's input and the settings."""
     import gymnasium as gym
     import kerasrl
 
-    configure_threads(job)
     algo = ALGOS[job["algo"]]
     settings = algo.settings(job["env"], job["steps"], job.get("set"))
-    spe, n = job["steps_per_execution"], job["ceiling_updates"]
-    n = max(spe, -(-n // spe) * spe)  # whole executions
     env = gym.make(job["env"])
     run = algo.kerasrl(env, 0, settings)
+    data = kerasrl.EnvDataset(env, run.agent, seed=0, **run.dataset_kwargs, **dataset_options(job))
+    return run, env, fixed_batch_dataset(data), settings
+
+
+def run_ceiling(job: dict) -> dict:
+    configure_threads(job)
+    spe, n = job["steps_per_execution"], job["ceiling_updates"]
+    n = max(spe, -(-n // spe) * spe)  # whole executions
+    run, env, dataset, settings = on_fixed_batch(job)
     agent = run.agent
-    data = kerasrl.EnvDataset(env, agent, seed=0, **run.dataset_kwargs, **dataset_options(job))
-    dataset = fixed_batch_dataset(data)
     agent.compile(optimizer=run.make_optimizer(n), steps_per_execution=spe, **compile_options(run, job))
 
     start = time.perf_counter()
@@ -703,6 +708,14 @@ def summary(records: list[dict], ceiling: dict | None, args: argparse.Namespace)
         "command": "python " + shlex.join(sys.argv),
         "machine": machine_info(), "date": now(),
     }
+
+
+def task_arguments(p: argparse.ArgumentParser) -> None:
+    """--algo, --env, --steps and --set, for the tools that measure one agent's update at run.py's settings."""
+    p.add_argument("--algo", choices=sorted(ALGOS), default="sac")
+    p.add_argument("--env", default="Pendulum-v1")
+    p.add_argument("--steps", type=int, default=20_000, help="the run's budget (settings that scale with it)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="settings overrides, as in run.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
