@@ -157,6 +157,18 @@ MUTATIONS = [
     Mutation("acting-final-observation-lost", "kerasrl/acting.py",
              "                stored_next[i] = info[\"final_obs\"][i]", "                pass",
              ("tests/test_acting.py", "tests/test_data.py")),
+    # Returns and advantages (the on-policy agents' targets)
+    Mutation("returns-gae-crosses-episodes", "kerasrl/returns.py",
+             "running = deltas[t] + gamma * gae_lambda * continues[t] * running",
+             "running = deltas[t] + gamma * gae_lambda * running", ("tests/test_returns.py",)),
+    Mutation("returns-gae-bootstraps-termination", "kerasrl/returns.py",
+             "deltas = rewards + gamma * not_terminated * next_values - values",
+             "deltas = rewards + gamma * next_values - values", ("tests/test_returns.py",)),
+    Mutation("returns-mc-ignores-truncation", "kerasrl/returns.py",
+             "cut = truncated[t] | (t == len(rewards) - 1)", "cut = t == len(rewards) - 1", ("tests/test_returns.py",)),
+    Mutation("returns-n-step-bootstraps-termination", "kerasrl/returns.py",
+             "bootstrap = np.where(terminated[last, np.arange(envs)], 0.0, next_values[last, np.arange(envs)])",
+             "bootstrap = next_values[last, np.arange(envs)]", ("tests/test_returns.py",)),
     # Shared machinery
     Mutation("soft-target-blend-swapped", "kerasrl/agents/base.py",
              "tw.assign(tau * w + (1.0 - tau) * tw)", "tw.assign((1.0 - tau) * w + tau * tw)",
