@@ -61,9 +61,11 @@ class PolicyModel(keras.Model):
             return step(inputs)
         # Convolutions and the unrolled LSTM fail on an empty batch in TensorFlow's CPU kernels or in
         # LiteRT: an empty batch runs as one zero row, and the answer is cut back to none. (A tf.cond would
-        # skip the work, but tf2onnx cannot convert convolutions inside one.)
+        # skip the work, but tf2onnx cannot convert convolutions inside one.) The zero row is always
+        # appended and cut off: concatenating an empty pad made LiteRT's XNNPack delegate give a recurrent
+        # step wrong answers in about 1 run in 3, and tf.pad of a computed width needs Flex ops for uint8.
         n = tf.shape(tf.nest.flatten(inputs)[0])[0]
-        pad = lambda x: tf.concat([x, tf.zeros(tf.concat([[tf.maximum(1 - n, 0)], tf.shape(x)[1:]], 0), x.dtype)], 0)
+        pad = lambda x: tf.concat([x, tf.zeros(tf.concat([[1], tf.shape(x)[1:]], 0), x.dtype)], 0)[:tf.maximum(n, 1)]
         return tf.nest.map_structure(lambda y: y[:n], step(tf.nest.map_structure(pad, inputs)))
 
     def input_signature(self) -> list[Any]:
