@@ -27,8 +27,9 @@ class Checkpoint(keras.callbacks.Callback):
 
     Every `every_steps` environment steps (and when training ends) it writes
     `directory/ckpt-<env_steps>/` holding `agent.keras` (networks, targets,
-    optimizer state, counters, schedules), `buffer.npz` and `state.json` (the
-    EnvDataset's settings and counters, the epoch). A checkpoint is written to
+    optimizer state, counters, schedules), `buffer.npz` (none for a
+    RolloutDataset) and `state.json` (the dataset's settings and counters,
+    the epoch). A checkpoint is written to
     a temporary folder and renamed, so an interruption never leaves a broken
     one; the newest `keep` are kept. `kerasrl.resume(directory, env)` continues
     from the newest.
@@ -60,7 +61,7 @@ class Checkpoint(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         dataset = self.model.env_dataset
         if dataset is None:
-            raise ValueError("Checkpoint needs fit to run on an EnvDataset or an environment.")
+            raise ValueError("Checkpoint needs fit to run on an EnvDataset, a RolloutDataset or an environment.")
         if self._next is None:
             self._next = (dataset.env_steps // self.every_steps + 1) * self.every_steps
         if dataset.env_steps >= self._next:
@@ -87,7 +88,7 @@ class Checkpoint(keras.callbacks.Callback):
             os.makedirs(tmp)
             self.model.num_env_steps.assign(steps)
             self.model.save(os.path.join(tmp, "agent.keras"))
-            if self.save_buffer:
+            if self.save_buffer and getattr(dataset, "buffer", None) is not None:  # rollouts keep no buffer
                 dataset.buffer.save(os.path.join(tmp, "buffer.npz"))
             state = {"dataset": dataset.get_config(), "collector": dataset.state(), "epoch": epoch}
             with open(os.path.join(tmp, "state.json"), "w") as f:
@@ -129,12 +130,13 @@ def resume(directory: str | os.PathLike, env: Any = None, **overrides: Any):
         directory: the folder given to `Checkpoint`.
         env: the training environment (or id); by default the id recorded in
             the checkpoint. Its episode restarts.
-        **overrides: EnvDataset settings to change (e.g. `prefetch`).
+        **overrides: EnvDataset (or RolloutDataset) settings to change (e.g. `prefetch`).
 
     Returns:
         `(agent, dataset)`: the compiled agent with its networks, optimizer
         state, counters and schedules, and an EnvDataset with the saved buffer
-        and counters. `dataset.initial_epoch` is the epoch the checkpoint was
+        and counters (a RolloutDataset with its counters, for an on-policy
+        agent; it starts a new rollout). `dataset.initial_epoch` is the epoch the checkpoint was
         taken in, `dataset.checkpoint` the folder it came from. The batches
         that were sampled ahead of the updates when it was taken are sampled
         again without collecting, so counters continue exactly as they would
@@ -189,22 +191,26 @@ def _read_state(path: str) -> dict:
 
 def _load(folder: str, env: Any, overrides: dict) -> tuple[Any, Any]:
     from kerasrl.data import EnvDataset
+    from kerasrl.rollout import RolloutDataset
 
     state = _read(os.path.join(folder, "state.json"), _read_state)
     agent = _read(os.path.join(folder, "agent.keras"), keras.saving.load_model)
     config = dict(state["dataset"])
-    buffer_config = config.pop("buffer")
+    rollout = config.pop("kind", None) == "rollout"
+    buffer_config = None if rollout else config.pop("buffer")
     env_id = config.pop("env_id")
     if env is None:
         if env_id is None:
             raise ValueError("This checkpoint recorded no environment id: pass env= to resume.")
         env = env_id
     config.update(overrides)
-    buffer = _buffer_from_config(buffer_config)
     config["env"] = env
     if not isinstance(env, str):
         config.pop("n_envs"), config.pop("vectorization_mode")
-    dataset = EnvDataset(agent=agent, buffer=buffer, **config)
+    if rollout:
+        dataset = RolloutDataset(agent=agent, **config)
+    else:
+        dataset = EnvDataset(agent=agent, buffer=_buffer_from_config(buffer_config), **config)
     buffer_file = os.path.join(folder, "buffer.npz")
     if os.path.exists(buffer_file):  # after EnvDataset, which reseeds the buffer's generator
         try:

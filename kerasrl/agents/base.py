@@ -548,36 +548,42 @@ class Agent(keras.Model):
     # --------------------------------------------------------------------- fit
     def fit(self, x: Any = None, y: Any = None, *, steps_per_epoch: int | None = None,
             callbacks: Iterable[keras.callbacks.Callback] | None = None, **kwargs: Any):
-        """Keras fit over an `EnvDataset` (or an environment, wrapped in one).
+        """Keras fit over an `EnvDataset`, a `RolloutDataset` (on-policy agents) or an environment.
 
-        With an `EnvDataset` or environment: `steps_per_epoch` (gradient steps,
-        exact for any `steps_per_execution`) defaults to 1000; the default
-        target-update callback is added when none is given; kerasrl callbacks
+        An environment is wrapped in the agent's `default_dataset`. With an
+        `EnvDataset`: `steps_per_epoch` (gradient steps, exact for any
+        `steps_per_execution`) defaults to 1000; with a `RolloutDataset`, an
+        epoch is one rollout unless `steps_per_epoch` is given. Agents with target
+        networks get the default target-update callback when none is given; kerasrl callbacks
         that write logs (EvalCallback) run before Keras' own, so History,
         CSVLogger and EarlyStopping see what they write; with a prioritized
         buffer, `PriorityRefresh` is added when missing.
         """
         from kerasrl.callbacks import PriorityRefresh, TargetUpdate
         from kerasrl.data import EnvDataset
+        from kerasrl.rollout import RolloutDataset
 
         if not self.compiled:
             raise RuntimeError(f"Call {type(self).__name__}.compile() before fit().")
         dataset = None
         if isinstance(x, (gym.Env, gym.vector.VectorEnv, str)):
-            x = EnvDataset(x, self)
-        if isinstance(x, EnvDataset):
+            x = self.default_dataset(x)
+        if isinstance(x, (EnvDataset, RolloutDataset)):
             dataset = x
             if dataset.agent is not self:
-                raise ValueError("This EnvDataset was built for a different agent.")
+                raise ValueError(f"This {type(dataset).__name__} was built for a different agent.")
             # A finite dataset per epoch: Keras ends the last execution of an
             # epoch at the end of the data, so an epoch runs exactly
             # steps_per_epoch updates whatever steps_per_execution is.
-            x = dataset.as_dataset(take=steps_per_epoch or 1000)
+            # A RolloutDataset without steps_per_epoch gives one rollout per epoch.
+            on_policy = isinstance(dataset, RolloutDataset)
+            x = dataset.as_dataset(take=steps_per_epoch if on_policy else steps_per_epoch or 1000)
             steps_per_epoch = None
             callbacks = list(callbacks or [])
-            if not any(isinstance(cb, TargetUpdate) for cb in callbacks):
+            if self.target_pairs() and not any(isinstance(cb, TargetUpdate) for cb in callbacks):
                 callbacks.append(self.default_target_update())
-            if dataset.buffer.prioritized and not any(isinstance(cb, PriorityRefresh) for cb in callbacks):
+            prioritized = not on_policy and dataset.buffer.prioritized
+            if prioritized and not any(isinstance(cb, PriorityRefresh) for cb in callbacks):
                 callbacks.append(PriorityRefresh())
             callbacks.sort(key=lambda cb: not getattr(cb, "writes_logs", False))
         self._forget_policy()
@@ -595,6 +601,12 @@ class Agent(keras.Model):
                 dataset.close()
             self.env_dataset = None
             self._forget_policy()
+
+    def default_dataset(self, env: Any) -> Any:
+        """The dataset `fit` wraps an environment (or id) in: an EnvDataset with its defaults."""
+        from kerasrl.data import EnvDataset
+
+        return EnvDataset(env, self)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
