@@ -19,7 +19,7 @@ from kerasrl import _quiet  # noqa: E402
 _quiet.import_tensorflow()
 
 from kerasrl import noise, returns, schedules  # noqa: E402
-from kerasrl.agents import DDPG, DQN, LSTMTD3, SAC, TD3, ActorCritic, Agent  # noqa: E402
+from kerasrl.agents import A2C, DDPG, DQN, LSTMTD3, PPO, SAC, TD3, ActorCritic, Agent  # noqa: E402
 from kerasrl.buffers import (  # noqa: E402
     FrameStackReplayBuffer, GeneticPriority, PrioritizedReplayBuffer, ReplayBuffer)
 from kerasrl.data import EnvDataset  # noqa: E402
@@ -28,5 +28,5 @@ from kerasrl import callbacks, envs  # noqa: E402
 from kerasrl.callbacks import resume  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ActorCritic", "Agent", "DDPG", "DQN", "EnvDataset", "FrameStackReplayBuffer", "GeneticPriority", "LSTMTD3",
+__all__ = ["A2C", "ActorCritic", "Agent", "DDPG", "DQN", "EnvDataset", "FrameStackReplayBuffer", "GeneticPriority", "LSTMTD3", "PPO",
            "PrioritizedReplayBuffer", "ReplayBuffer", "RolloutDataset", "SAC", "TD3", "callbacks", "envs", "noise", "resume", "returns", "schedules"]

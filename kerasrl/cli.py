@@ -9,6 +9,7 @@ python -m kerasrl train td3 HalfCheetahBulletEnv-v0 --steps 300000 --learning-st
 python -m kerasrl plot runs/td3-s0 runs/td3-s1 -o curve.png
 python -m kerasrl tune sac Pendulum-v1 --trials 8 --steps 10000 --out tune/
 python -m kerasrl train lstm_td3 Pendulum-v1 --pomdp remove_velocity --config net.toml --steps 50000
+python -m kerasrl train ppo LunarLander-v3 --n-envs 16 --steps 1000000
 ```
 
 `--config FILE.toml` gives any `train` option by its long name (underscores
@@ -62,17 +63,22 @@ from kerasrl import callbacks as rlcb  # noqa: E402
 from kerasrl import video  # noqa: E402
 from kerasrl.envs import pomdp  # noqa: E402
 from kerasrl.agents.base import DEFAULT_STEPS_PER_EXECUTION  # noqa: E402
+from kerasrl.agents.on_policy import OnPolicyAgent  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
 from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan  # noqa: E402
 
 # Algorithm name -> agent class. A new agent joins the CLI with one line here;
-# it must take `from_env(env, hidden=, gamma=, tau=, seed=)`.
+# it must take `from_env(env, hidden=, gamma=, seed=)` (and tau= for --tau). On-policy agents
+# (ac, a2c, ppo) train on a RolloutDataset; the replay options do not apply to them.
 ALGOS: dict[str, Callable[..., kerasrl.Agent]] = {
     "sac": kerasrl.SAC,
     "dqn": kerasrl.DQN,
     "td3": kerasrl.TD3,
     "ddpg": kerasrl.DDPG,
     "lstm_td3": kerasrl.LSTMTD3,
+    "ac": kerasrl.ActorCritic,
+    "a2c": kerasrl.A2C,
+    "ppo": kerasrl.PPO,
 }
 
 # What a fresh run writes into its folder (removed by --overwrite).
@@ -126,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train an agent and save it as a .keras file",
-        description="Train an agent with agent.fit over an EnvDataset; writes agent.keras, "
+        description="Train an agent with agent.fit over an EnvDataset (a RolloutDataset for ac, a2c and ppo); "
+                    "writes agent.keras, "
                     "progress.csv, tensorboard/, config.json and eval.json into --out.",
         formatter_class=_HelpFormatter,
     )
@@ -148,11 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "64 64 for DQN, 400 300 for TD3 and DDPG)")
     train.add_argument("--dtype", choices=("float32", "mixed_bfloat16"), default="float32",
                        help="dtype policy of the hidden layers (mixed_bfloat16: faster on CPUs with AVX512-BF16)")
-    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every network")
+    train.add_argument("--lr", type=float, default=None,
+                       help="Adam learning rate of every network (default 1e-3; ac, a2c and ppo: the agent's own "
+                            "optimizer, Adam(1e-2), RMSprop(7e-4) and Adam(3e-4))")
     train.add_argument("--gamma", type=float, default=0.99, help="discount factor")
     train.add_argument("--tau", type=float, default=None,
                        help="target update factor (default: the agent's: 0.005 for SAC, 1.0 = copies for DQN)")
-    train.add_argument("--batch-size", type=_positive_int, default=256, help="transitions per gradient step")
+    train.add_argument("--batch-size", type=_positive_int, default=None,
+                       help="transitions per gradient step (default 256; a2c and ppo: the agent's)")
     train.add_argument("--buffer-size", type=_positive_int, default=1_000_000, help="replay buffer capacity")
     train.add_argument("--learning-starts", type=_non_negative_int, default=100,
                        help="random-action environment steps before the first update")
@@ -167,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TD3/DDPG exploration noise scale (sigma), in [-1, 1] action units")
     train.add_argument("--n-envs", type=_positive_int, default=1, help="environment copies stepped together")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=1000,
-                       help="gradient steps per Keras epoch (the last epoch may be shorter)")
+                       help="gradient steps per Keras epoch (the last epoch may be shorter); a2c and ppo: "
+                            "one rollout per epoch")
     train.add_argument("--steps-per-execution", type=_positive_int, default=DEFAULT_STEPS_PER_EXECUTION,
                        help="gradient steps per compiled call (the agents' default)")
     train.add_argument("--eval-episodes", type=_positive_int, default=10,
@@ -489,15 +500,18 @@ def _earlier_run(args: argparse.Namespace, run_dir: Path) -> list[Path]:
     return existing
 
 
-def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvDataset]:
-    if args.batch_size > args.buffer_size:
+def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, Any]:
+    on_policy = issubclass(ALGOS[args.algo], OnPolicyAgent)
+    if args.batch_size is None and not on_policy:
+        args.batch_size = 256
+    if not on_policy and args.batch_size > args.buffer_size:
         raise CLIError(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
     if args.tau is not None and not 0.0 < args.tau <= 1.0:
         raise CLIError(f"--tau must be in (0, 1], got {args.tau}")
     n_step = args.n_step if args.n_step == "episode" else int(args.n_step) if args.n_step.isdigit() else 0
     if not n_step:
         raise CLIError(f"--n-step must be a positive integer or 'episode', got {args.n_step!r}")
-    if not args.lr > 0.0:
+    if args.lr is not None and not args.lr > 0.0:
         raise CLIError(f"--lr must be positive, got {args.lr}")
     if not args.noise_std >= 0.0:
         raise CLIError(f"--noise-std must be >= 0, got {args.noise_std}")
@@ -509,7 +523,18 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
         raise CLIError(f"cannot build {args.algo} for {args.env}: {error}") from None
     finally:
         probe.close()
-    agent.compile(optimizer=keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution)
+    lr = args.lr if args.lr is not None or on_policy else 1e-3
+    # Rollouts of whole episodes (ac): one update per call, so the run stops at --steps; the call's
+    # cost is small next to an episode's collection.
+    whole_episodes = on_policy and agent.rollout_defaults().get("n_steps") is None
+    agent.compile(optimizer=None if lr is None else keras.optimizers.Adam(lr),
+                  steps_per_execution=1 if whole_episodes else args.steps_per_execution)
+    if on_policy:
+        try:
+            return agent, kerasrl.RolloutDataset(training_env(args), agent, batch_size=args.batch_size,
+                                                 n_envs=args.n_envs, seed=args.seed)
+        except ValueError as error:
+            raise CLIError(f"cannot collect rollouts for {args.algo}: {error}") from None
     noise = None
     if agent.default_action_noise() is not None:  # agents that explore with action noise (TD3, DDPG)
         noise = (kerasrl.noise.Gaussian(args.noise_std) if args.noise_type == "normal"
@@ -529,7 +554,7 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, kerasrl.EnvData
     return agent, data
 
 
-def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Agent, kerasrl.EnvDataset]:
+def _resumed_agent(args: argparse.Namespace, run_dir: Path) -> tuple[kerasrl.Agent, Any]:
     checkpoints = run_dir / "checkpoints"
     try:
         rlcb.latest_checkpoint(checkpoints)
@@ -590,10 +615,14 @@ def train(args: argparse.Namespace) -> dict:
             agent, data = _resumed_agent(args, run_dir)
         else:
             agent, data = _new_agent(args)
-        # The whole run's epochs; a resumed one continues where its checkpoint stood.
+        # The whole run's epochs; a resumed one continues where its checkpoint stood. On-policy epochs
+        # hold whole rollouts; rollouts of whole episodes (ac) have no fixed size: at most one update
+        # per step is planned, and StopAtEnvSteps ends the run at --steps.
         updates = data.updates_for(args.steps, from_start=True)
-        initial_epoch, plan = remaining_plan(plan_epochs(updates, args.steps_per_epoch),
-                                             int(agent.num_gradient_steps.numpy()))
+        per_epoch = args.steps_per_epoch
+        if isinstance(data, kerasrl.RolloutDataset) and data.batches_per_rollout():
+            per_epoch = max(per_epoch // data.batches_per_rollout(), 1) * data.batches_per_rollout()
+        initial_epoch, plan = remaining_plan(plan_epochs(updates, per_epoch), int(agent.num_gradient_steps.numpy()))
         if not updates and not args.resume:
             raise CLIError(f"--steps {args.steps} leaves no gradient steps after --learning-starts "
                            f"{args.learning_starts}; raise --steps")
@@ -604,7 +633,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: kerasrl.Agent,
-           data: kerasrl.EnvDataset, updates: int, initial_epoch: int, plan: list[int]) -> dict:
+           data: Any, updates: int, initial_epoch: int, plan: list[int]) -> dict:
     for path in earlier:  # --overwrite
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     _drop_rows_from(run_dir / "progress.csv", initial_epoch)
@@ -630,9 +659,11 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
     ]
     if args.checkpoint_every:
         callbacks.append(rlcb.Checkpoint(run_dir / "checkpoints", every_steps=args.checkpoint_every))
+    if isinstance(data, kerasrl.RolloutDataset) and data.n_steps is None:
+        callbacks.append(StopAtEnvSteps(data, args.steps))
 
     print(f"Training {args.algo} on {args.env}: {args.steps} environment steps = {updates} gradient steps "
-          f"in {initial_epoch + len(plan)} epoch(s) of up to {args.steps_per_epoch}; run folder {run_dir}")
+          f"in {initial_epoch + len(plan)} epoch(s) of up to {max(plan, default=0)}; run folder {run_dir}")
     start, steps_before = time.perf_counter(), data.env_steps
     try:
         fit_plan(agent, data, plan, initial_epoch, callbacks, args.verbose)
@@ -665,6 +696,18 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
     _write_json(run_dir / "eval.json", result)
     print(f"Evaluation over {args.eval_episodes} episode(s) (deterministic): {summary(returns)}")
     return result
+
+
+class StopAtEnvSteps(keras.callbacks.Callback):
+    """Ends the run once the dataset has collected `steps` environment steps (whole-episode rollouts)."""
+
+    def __init__(self, data: Any, steps: int):
+        super().__init__()
+        self.data, self.steps = data, steps
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.data.env_steps >= self.steps:
+            self.model.stop_training = True
 
 
 # ------------------------------------------------------------------------ eval

@@ -198,6 +198,7 @@ class RolloutDataset:
         for name in ("reward", "value"):
             rollout[name] = np.where(valid, rollout[name], 0.0)
         rollout["next_value"] = next_values
+        rollout["rollout"] = np.full(valid.shape, self.rollouts, np.float32)  # which rollout a sample is from
         rollout.update(self.agent.rollout_targets(rollout))
         self.rollouts += 1
         return rollout
@@ -227,6 +228,19 @@ class RolloutDataset:
         if self.n_steps is None:
             return None if self.batch_size else self.n_epochs
         return self.n_epochs * (self.n_steps * self.n_envs // (self.batch_size or self.n_steps * self.n_envs))
+
+    def updates_for(self, env_steps: int, from_start: bool = False) -> int:
+        """Train steps of the rollouts that collect `env_steps` environment steps (the CLI's plan).
+
+        Counted from the rollouts already collected, or with `from_start`,
+        for the whole run. Rollouts of whole episodes have no fixed size: the
+        bound of one pass per environment step is returned.
+        """
+        per_rollout = self.batches_per_rollout()
+        if self.n_steps is None:
+            return self.n_epochs * max(env_steps - (0 if from_start else self.env_steps), 0)
+        rollouts = -(-env_steps // (self.n_steps * self.n_envs))  # the last rollout may go past env_steps
+        return per_rollout * max(rollouts - (0 if from_start else self.rollouts), 0)
 
     def next_batch(self) -> tuple[np.ndarray, ...]:
         """The next minibatch (in `_fields` order), collecting a rollout when none is pending."""

@@ -283,3 +283,34 @@ def test_bad_pomdp_and_history_options_are_named(algo, env_id, options, message,
     with pytest.raises(SystemExit):
         cli.main(["train", algo, env_id, *options, "--out", str(tmp_path / "run")])
     assert message in capsys.readouterr().err
+
+
+def test_train_ppo_with_a_toml_config_then_resume_to_more_rollouts(tmp_path):
+    config = tmp_path / "ppo.toml"
+    config.write_text("[agent]\nn_steps = 64\nbatch_size = 32\nn_epochs = 2\nhidden = [16]\n")
+    out = tmp_path / "ppo"
+    common = ["--config", str(config), "--n-envs", "2", "--checkpoint-every", "128", "--out", str(out),
+              "--eval-episodes", "1", "--epoch-eval-episodes", "0", "--verbose", "0"]
+    assert cli.main(["train", "ppo", "CartPole-v1", "--steps", "256", *common]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    # 128 env steps per rollout (64 x 2 copies), 8 minibatches each (2 passes of 4): 2 rollouts.
+    assert result["env_steps"] == 256 and result["gradient_steps"] == 16
+    assert cli.main(["train", "ppo", "CartPole-v1", "--steps", "512", "--resume", *common]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["env_steps"] == 512 and result["gradient_steps"] == 32
+
+
+@pytest.mark.parametrize("algo", ["a2c", "ac"])
+def test_train_a2c_and_the_actor_critic(algo, tmp_path):
+    out = tmp_path / algo
+    assert cli.main(["train", algo, "CartPole-v1", "--steps", "300", "--n-envs", "2" if algo == "a2c" else "1",
+                     "--hidden", "16", "--out", str(out), "--eval-episodes", "1", "--epoch-eval-episodes", "1",
+                     "--verbose", "0"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    agent = keras.saving.load_model(out / "agent.keras")
+    if algo == "a2c":  # rollouts of 5 steps x 2 copies, one update each
+        assert result["env_steps"] == 300 and result["gradient_steps"] == 30
+        assert isinstance(agent.network_optimizer, keras.optimizers.RMSprop)
+    else:  # whole episodes, one update each, until 300 steps
+        assert 300 <= result["env_steps"] < 300 + 500 and result["gradient_steps"] >= 1
+        assert float(agent.network_optimizer.learning_rate.numpy()) == pytest.approx(1e-2)

@@ -84,6 +84,9 @@ CASES = {
     "dqn-discrete-observations": (lambda: gym.make("FrozenLake-v1"),
                                   lambda env: kerasrl.DQN.from_env(env, hidden=HIDDEN, dueling=False, seed=0), 1000),
     "dqn-nature-cnn": (atari_env, lambda env: kerasrl.DQN.from_env(env, torso="nature_cnn", seed=0), 1000),
+    "ppo-box": (lambda: gym.make("Pendulum-v1"), lambda env: kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0), 1000),
+    "actor-critic": (lambda: gym.make("CartPole-v1"),
+                     lambda env: kerasrl.ActorCritic.from_env(env, hidden=HIDDEN, seed=0), 1000),
 }
 
 

@@ -493,8 +493,8 @@ class Agent(keras.Model):
         """Builds one optimizer per network and compiles the train step.
 
         Args:
-            optimizer: the optimizer every network gets a copy of (Adam(3e-4)
-                by default).
+            optimizer: the optimizer every network gets a copy of (by
+                default `default_optimizer()`: Adam(3e-4), or the agent's own).
             steps_per_execution: updates per compiled call (Keras' option,
                 whose own default is 1); target updates, epochs and
                 `steps_per_epoch` stay exact at any value. 50 by default, the
@@ -514,7 +514,7 @@ class Agent(keras.Model):
         if unknown:
             raise ValueError(f"Unknown optimizer arguments {unknown}; {type(self).__name__} takes "
                              f"{[r + '_optimizer' for r in roles]}.")
-        base = keras.optimizers.get(optimizer) if optimizer is not None else keras.optimizers.Adam(3e-4)
+        base = keras.optimizers.get(optimizer) if optimizer is not None else self.default_optimizer()
         for role, variables in roles.items():
             given = role_optimizers.get(f"{role}_optimizer")
             opt = keras.optimizers.get(given) if given is not None else type(base).from_config(base.get_config())
@@ -527,6 +527,10 @@ class Agent(keras.Model):
             steps_per_execution=steps_per_execution,
             jit_compile=jit_compile,
         )
+
+    def default_optimizer(self) -> keras.optimizers.Optimizer:
+        """What `compile()` gives every network when no optimizer is named."""
+        return keras.optimizers.Adam(3e-4)
 
     def get_compile_config(self) -> dict:
         if not self.compiled:

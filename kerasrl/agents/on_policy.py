@@ -7,8 +7,10 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
+from kerasrl import returns
 from kerasrl.agents.base import Agent
 from kerasrl.networks import read_numpy
 
@@ -109,4 +111,138 @@ class OnPolicyAgent(Agent):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(log_std_init=self.log_std_init)
+        return config
+
+
+def explained_variance(values: np.ndarray, targets: np.ndarray) -> float:
+    """1 − Var(targets − values) / Var(targets): 1 is a perfect value function, 0 no better than a constant."""
+    variance = np.var(targets)
+    return float("nan") if variance == 0 else float(1.0 - np.var(targets - values) / variance)
+
+
+class GAEAgent(OnPolicyAgent):
+    """The common part of A2C and PPO: policy and value networks, GAE(λ) targets, SB3's names.
+
+    Networks: by default two MLPs, policy and value, with orthogonal
+    initialisation (gain √2 in the hidden layers, 0.01 for the policy's
+    output, 1 for the value's), as Stable-Baselines3 builds them;
+    `shared_network=True` gives one torso with two heads instead.
+    """
+
+    metric_names = ("loss", "policy_loss", "value_loss", "entropy_loss", "entropy", "explained_variance")
+
+    def __init__(
+        self,
+        observation_space: Any,
+        action_space: Any,
+        n_steps: int,
+        batch_size: int | None,
+        n_epochs: int,
+        gamma: float,
+        gae_lambda: float,
+        ent_coef: float,
+        vf_coef: float,
+        max_grad_norm: float | None,
+        normalize_advantage: bool,
+        hidden: Any,
+        activation: str,
+        shared_network: bool,
+        log_std_init: float,
+        seed: int | None,
+        **kwargs: Any,
+    ):
+        super().__init__(observation_space, action_space, gamma=gamma, seed=seed, log_std_init=log_std_init, **kwargs)
+        if not 0.0 <= gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {gae_lambda}.")
+        self.n_steps = int(n_steps)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.n_epochs = int(n_epochs)
+        self.gae_lambda = float(gae_lambda)
+        self.ent_coef = float(ent_coef)
+        self.vf_coef = float(vf_coef)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.normalize_advantage = bool(normalize_advantage)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation = activation
+        self.shared_network = bool(shared_network)
+        init = lambda i, gain: keras.initializers.Orthogonal(gain, seed=None if seed is None else seed * 100 + i)
+        dense = lambda units, i, gain, act=None, dtype=self.dtype_policy: keras.layers.Dense(
+            units, activation=act, kernel_initializer=init(i, gain), dtype=dtype)
+        stack = lambda name, first, inputs: keras.Sequential(
+            [keras.Input((inputs,))] + [dense(u, first + i, 2 ** 0.5, activation) for i, u in enumerate(self.hidden)],
+            name=name)
+        head = lambda name, units, i, gain, inputs: keras.Sequential(
+            [keras.Input((inputs,)), dense(units, i, gain, dtype="float32")], name=name)
+        width = self.hidden[-1] if self.hidden else self.obs_dim
+        if self.shared_network:
+            self.torso = stack("torso", 0, self.obs_dim)
+            nets = [self.torso]
+        else:
+            nets = [stack("policy_torso", 0, self.obs_dim), stack("value_torso", 20, self.obs_dim)]
+            self.policy_torso, self.value_torso = nets
+        self.policy_head = head("policy_head", self.act_dim, 40, 0.01, width)
+        self.value_head = head("value_head", 1, 41, 1.0, width)
+        self.built = True
+
+    def policy_networks(self) -> dict[str, keras.Model]:
+        names = ("torso",) if self.shared_network else ("policy_torso", "value_torso")
+        return {name: getattr(self, name) for name in names + ("policy_head", "value_head")}
+
+    def optimizer_roles(self) -> dict[str, list]:
+        return {"network": self.trainable_variables}
+
+    def _heads(self, x: Any) -> tuple[Any, Any]:
+        if self.shared_network:
+            features = self.torso(x)
+            return self.policy_head(features), ops.squeeze(self.value_head(features), -1)
+        return self.policy_head(self.policy_torso(x)), ops.squeeze(self.value_head(self.value_torso(x)), -1)
+
+    def _numpy_heads(self, nets: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.shared_network:
+            features = nets["torso"](x)
+            return nets["policy_head"](features), nets["value_head"](features)[:, 0]
+        return nets["policy_head"](nets["policy_torso"](x)), nets["value_head"](nets["value_torso"](x))[:, 0]
+
+    # -------------------------------------------------------------- rollouts
+    def rollout_defaults(self) -> dict[str, Any]:
+        return {"n_steps": self.n_steps, "batch_size": self.batch_size, "n_epochs": self.n_epochs}
+
+    def rollout_fields(self) -> tuple[str, ...]:
+        return ("observation", "action", "log_prob", "value", "advantage", "value_target", "explained_variance")
+
+    def rollout_targets(self, rollout: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        advantage, value_target = returns.gae(rollout["reward"], rollout["value"], rollout["next_value"],
+                                              rollout["terminated"], rollout["truncated"], self.gamma,
+                                              self.gae_lambda)
+        valid = rollout["valid"]
+        ev = explained_variance(rollout["value"][valid], value_target[valid])
+        return {"advantage": advantage, "value_target": value_target,
+                "explained_variance": np.full(valid.shape, ev, np.float32)}
+
+    def _advantages(self, batch: dict[str, Any]) -> Any:
+        advantage = batch["advantage"]
+        if self.normalize_advantage:
+            advantage = (advantage - ops.mean(advantage)) / (ops.std(advantage) + 1e-8)
+        return advantage
+
+    def _apply(self, tape: Any, loss: Any, skip: Any = False) -> None:
+        """The gradient step of the whole network, clipped to `max_grad_norm`; none where `skip` holds."""
+        variables = self.optimizer_roles()["network"]
+        grads = tape.gradient(loss, variables)
+        if self.max_grad_norm:
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
+        step = lambda: self.network_optimizer.apply_gradients(zip(grads, variables))
+        if skip is False:
+            step()
+        else:
+            tf.cond(skip, lambda: tf.constant(False), lambda: (step(), tf.constant(True))[1])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(n_steps=self.n_steps, batch_size=self.batch_size, n_epochs=self.n_epochs,
+                      gae_lambda=self.gae_lambda, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
+                      max_grad_norm=self.max_grad_norm, normalize_advantage=self.normalize_advantage,
+                      hidden=list(self.hidden), activation=self.activation, shared_network=self.shared_network)
+        for key in ("tau", "target_update_interval"):
+            config.pop(key)
         return config

@@ -94,6 +94,9 @@ class ActorCritic(OnPolicyAgent):
         self.network = keras.Model(inputs, [policy_head(features), value_head(features)], name="actor_critic")
         self.built = True
 
+    def default_optimizer(self) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(1e-2)  # the example's
+
     # ------------------------------------------------------------- structure
     def policy_networks(self) -> dict[str, keras.Model]:
         return {name: self.network.get_layer(name) for name in ("torso", "policy_head", "value_head")}

@@ -1,0 +1,3 @@
+from kerasrl.agents.ppo.ppo import PPO
+
+__all__ = ["PPO"]

@@ -1,0 +1,126 @@
+"""PPO and A2C: the losses on hand-computed batches, target_kl, the .keras round trip, learning on CartPole."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+
+import kerasrl
+from support import HIDDEN, assert_weights_equal
+
+
+def numpy_heads(agent, obs):
+    out, value = agent._heads(obs)
+    return np.asarray(out), np.asarray(value)
+
+
+def hand_batch(n: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"observation": rng.normal(size=(n, 4)).astype(np.float32), "action": rng.integers(0, 2, n),
+            "log_prob": np.log(rng.uniform(0.2, 0.8, n)).astype(np.float32),
+            "value": rng.normal(size=n).astype(np.float32), "advantage": rng.normal(size=n).astype(np.float32),
+            "value_target": rng.normal(size=n).astype(np.float32),
+            "explained_variance": np.full(n, 0.5, np.float32), "rollout": np.zeros(n, np.float32),
+            "env_steps": np.int64(0)}
+
+
+def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def tensors(batch):
+    return {k: keras.ops.convert_to_tensor(v) for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("clip_range_vf", [None, 0.1])
+def test_ppo_loss_is_the_clipped_surrogate(clip_range_vf):
+    env = gym.make("CartPole-v1")
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, clip_range=0.2, clip_range_vf=clip_range_vf,
+                                 ent_coef=0.01, vf_coef=0.5)
+    agent.compile(optimizer=keras.optimizers.SGD(0.0))
+    batch = hand_batch()
+    out, value = numpy_heads(agent, batch["observation"])
+    log_pi = log_softmax(out)
+    log_prob = log_pi[np.arange(16), batch["action"]]
+    ratio = np.exp(log_prob - batch["log_prob"])
+    adv = (batch["advantage"] - batch["advantage"].mean()) / (batch["advantage"].std() + 1e-8)
+    policy = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv))
+    if clip_range_vf is not None:
+        value = batch["value"] + np.clip(value - batch["value"], -clip_range_vf, clip_range_vf)
+    value_loss = np.mean((batch["value_target"] - value) ** 2)
+    entropy = np.mean(-np.sum(np.exp(log_pi) * log_pi, -1))
+    logs = agent.update(tensors(batch))
+    np.testing.assert_allclose(float(logs["policy_loss"]), policy, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(logs["value_loss"]), value_loss, rtol=1e-4)
+    np.testing.assert_allclose(float(logs["loss"]), policy - 0.01 * entropy + 0.5 * value_loss, rtol=1e-4)
+    np.testing.assert_allclose(float(logs["clip_fraction"]), np.mean(np.abs(ratio - 1) > 0.2), atol=1e-6)
+
+
+def test_a2c_loss_is_the_policy_gradient_with_a_value_baseline():
+    env = gym.make("CartPole-v1")
+    agent = kerasrl.A2C.from_env(env, hidden=HIDDEN, seed=0, ent_coef=0.01)
+    agent.compile(optimizer=keras.optimizers.SGD(0.0))
+    batch = hand_batch()
+    out, value = numpy_heads(agent, batch["observation"])
+    log_pi = log_softmax(out)
+    policy = -np.mean(batch["advantage"] * log_pi[np.arange(16), batch["action"]])  # not normalised (SB3's A2C)
+    value_loss = np.mean((batch["value_target"] - value) ** 2)
+    logs = agent.update(tensors(batch))
+    np.testing.assert_allclose(float(logs["policy_loss"]), policy, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(logs["value_loss"]), value_loss, rtol=1e-4)
+
+
+def test_each_rollout_starts_from_the_policy_that_collected_it_and_target_kl_stops_its_steps():
+    env = gym.make_vec("CartPole-v1", num_envs=2)
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, n_steps=32, batch_size=16, n_epochs=3,
+                                 target_kl=1e-6)
+    agent.compile(optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=1)
+    first_of_rollout = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch % 12 == 0:
+                first_of_rollout.append((logs["approx_kl"], logs["clip_fraction"]))
+
+    agent.fit(kerasrl.RolloutDataset(env, agent, seed=0), epochs=3, callbacks=[Record()], verbose=0)
+    # The first minibatch of every rollout sees ratio 1: the rollout was collected with these weights.
+    np.testing.assert_allclose(first_of_rollout, 0.0, atol=1e-6)
+    # 12 minibatches per rollout (4 per pass, 3 passes); past the KL limit only the first made a step.
+    assert int(agent.num_gradient_steps.numpy()) == 36
+    assert int(agent.network_optimizer.iterations.numpy()) == 3
+
+
+@pytest.mark.parametrize("cls", [kerasrl.PPO, kerasrl.A2C])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_round_trip_through_a_keras_file(cls, env_id, tmp_path):
+    env = gym.make(env_id)
+    extra = {"clip_range": kerasrl.schedules.Linear(0.3, 0.1, 1000), "shared_network": True} if cls is kerasrl.PPO else {}
+    agent = cls.from_env(env, hidden=HIDDEN, seed=0, n_steps=16, **extra)
+    if cls is kerasrl.PPO:
+        extra_data = {"batch_size": 8, "n_epochs": 2}
+    else:
+        extra_data = {}
+    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
+    agent.fit(kerasrl.RolloutDataset(env, agent, seed=0, **extra_data), epochs=2, verbose=0)
+    agent.save(tmp_path / "agent.keras")
+    again = keras.saving.load_model(tmp_path / "agent.keras")
+    assert type(again) is cls and again.get_config() == agent.get_config()
+    assert_weights_equal(again.get_weights(), agent.get_weights())
+    assert int(again.network_optimizer.iterations.numpy()) == int(agent.network_optimizer.iterations.numpy()) > 0
+    obs = np.stack([env.observation_space.sample() for _ in range(10)])
+    np.testing.assert_array_equal(again.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+
+
+def test_ppo_learns_cartpole():
+    env = gym.make_vec("CartPole-v1", num_envs=4)
+    agent = kerasrl.PPO.from_env(env, seed=0, n_steps=128, batch_size=64, n_epochs=4)
+    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
+    agent.fit(kerasrl.RolloutDataset(env, agent, seed=0), epochs=20, verbose=0)  # 10,240 env steps
+    returns = agent.evaluate_env(gym.make("CartPole-v1"), episodes=5, seed=1)
+    assert returns.mean() >= PPO_CARTPOLE_THRESHOLD, returns
+
+
+PPO_CARTPOLE_THRESHOLD = 150.0
