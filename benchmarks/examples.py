@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The returns the README and each example's docstring promise at the example's budget: one
 # per evaluation line the example prints, keyed by the line's label ("" where it has one line).
 STATED_RETURNS = {
+    "actor_critic_cartpole": {"": 475.0},  # gymnasium's reward_threshold for CartPole-v1
     "dqn_lunarlander": {"": 150.0},
     "dqn_cartpole": {"": 475.0},  # gymnasium's reward_threshold for CartPole-v1
     "sac_pendulum": {"": -200.0},

@@ -26,15 +26,17 @@ class RolloutPolicy(acting.AgentPolicy):
     """The agent's stochastic policy, keeping what each step's choice needs for learning.
 
     After every `select`, `extras` holds the agent's per-row values of that
-    step (for instance the value V(s) and log π(a|s), and the raw action a
-    Box policy sampled before clipping to the bounds).
+    step: the network input the policy saw (`input`), the value V(s) and
+    log π(a|s), and for Box actions the sample before clipping to the bounds.
     """
 
     extras: dict[str, np.ndarray]
 
     def select(self, observation: np.ndarray, state: Any) -> np.ndarray:
         nets = self.agent.policy_snapshot() if self.nets is None else self.nets
-        actions, self.extras = self.agent._rollout_select(nets, self.agent._preprocess_numpy(observation), self.rng)
+        x = self.agent.network_input(nets, observation)
+        actions, self.extras = self.agent._rollout_select(nets, x, self.rng)
+        self.extras["input"] = x
         return actions
 
 
@@ -136,6 +138,7 @@ class RolloutDataset:
         self.rollouts = 0
         self.recent_returns: collections.deque = collections.deque(maxlen=10)
         self.recent_lengths: collections.deque = collections.deque(maxlen=10)
+        self._discounted = np.zeros(self.n_envs)  # each copy's running discounted return (normalize_rewards)
         self._pending: list[dict[str, np.ndarray]] = []  # minibatches of the current rollout not yet trained on
         self._reset_seed = seed
         self._fields_cache = self._fields()
@@ -157,13 +160,15 @@ class RolloutDataset:
         while (t < self.n_steps) if self.n_steps is not None else (ended < self.episodes_per_batch):
             step = self.loop.step()
             extras = self.policy.extras
-            columns["observation"].append(step.observation)
+            columns["observation"].append(extras["input"])  # the network input, as the policy saw it
             columns["action"].append(extras.get("raw_action", step.action))
             for name in ("reward", "terminated", "truncated", "valid"):
                 columns[name].append(getattr(step, name))
             for name, value in extras.items():
-                if name != "raw_action":
+                if name not in ("raw_action", "input"):
                     columns[name].append(value)
+            if self.agent.normalize_observations:
+                columns["raw_observation"].append(self.agent._preprocess_numpy(step.observation))
             truncated = np.flatnonzero(step.truncated & ~step.terminated & step.valid)
             if truncated.size:
                 bootstrap.append((t, truncated, np.asarray(step.next_observation)[truncated]))
@@ -186,8 +191,8 @@ class RolloutDataset:
         needed = [(len(valid) - 1, open_rows, np.asarray(last_obs)[open_rows])] + bootstrap
         observations = np.concatenate([obs for _, rows, obs in needed if rows.size] or [last_obs[:0]])
         if len(observations):
-            values = self.agent._rollout_values(self.agent.policy_snapshot(),
-                                                self.agent._preprocess_numpy(observations))
+            nets = self.agent.policy_snapshot()
+            values = self.agent._rollout_values(nets, self.agent.network_input(nets, observations))
             start = 0
             for t_row, rows, obs in needed:
                 next_values[t_row, rows] = values[start:start + len(rows)]
@@ -198,10 +203,33 @@ class RolloutDataset:
         for name in ("reward", "value"):
             rollout[name] = np.where(valid, rollout[name], 0.0)
         rollout["next_value"] = next_values
+        self._normalize(rollout)
         rollout["rollout"] = np.full(valid.shape, self.rollouts, np.float32)  # which rollout a sample is from
         rollout.update(self.agent.rollout_targets(rollout))
         self.rollouts += 1
         return rollout
+
+    def _normalize(self, rollout: dict[str, np.ndarray]) -> None:
+        """Moves the agent's normalisation statistics by this rollout; rewards scaled for learning.
+
+        The discounted return each environment copy has run up (reset where an
+        episode ends, carried from rollout to rollout) is what rewards are
+        scaled by, as in Stable-Baselines3's VecNormalize.
+        """
+        valid = rollout["valid"]
+        returns_so_far = np.zeros(valid.shape)
+        if self.agent.normalize_rewards:
+            done = rollout["terminated"] | rollout["truncated"]
+            for t in range(len(valid)):
+                self._discounted = self._discounted * self.agent.gamma + rollout["reward"][t]
+                returns_so_far[t] = self._discounted
+                self._discounted[done[t]] = 0.0
+        observations = rollout.pop("raw_observation", None)
+        self.agent.update_statistics(observations[valid] if observations is not None else np.zeros((0,)),
+                                     returns_so_far[valid])
+        if self.agent.normalize_rewards:
+            clip = self.agent.clip_rewards
+            rollout["reward"] = np.clip(rollout["reward"] / self.agent.reward_scale(), -clip, clip)
 
     def minibatches(self, rollout: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """The rollout's valid samples as `n_epochs` passes of shuffled minibatches."""
@@ -209,8 +237,15 @@ class RolloutDataset:
         samples = {name: rollout[name].reshape((-1,) + rollout[name].shape[2:])[valid]
                    for name in self.agent.rollout_fields()}
         count = int(valid.sum())
-        size = min(self.batch_size or count, count)
-        per_pass = (len(valid) if self.n_steps else count) // size
+        if not count:
+            return []
+        if not self.batch_size:
+            size, per_pass = count, 1
+        elif self.n_steps:  # a fixed number of batches per rollout (see below)
+            size, per_pass = self.batch_size, len(valid) // self.batch_size
+        else:
+            size = min(self.batch_size, count)
+            per_pass = count // size
         batches = []
         for _ in range(self.n_epochs):
             order = self.rng.permutation(count) if self.batch_size else np.arange(count)
@@ -248,7 +283,7 @@ class RolloutDataset:
             if self.error is not None:
                 raise self.error
             try:
-                if not self._pending:
+                while not self._pending:  # (a rollout of only reset steps gives none)
                     self._pending = self.minibatches(self.collect())
                     self._pending.reverse()
                 batch = self._pending.pop()
@@ -269,8 +304,7 @@ class RolloutDataset:
         }
 
     def _fields(self) -> list[tuple[str, tf.DType, tuple]]:
-        obs_dtype = spaces.observation_dtype(self.agent.observation_space)
-        fields = [("observation", tf.as_dtype(obs_dtype), (None,) + self.agent.observation_space.shape)]
+        fields = [("observation", tf.float32, (None, self.agent.obs_dim))]  # the network input
         action_shape = () if self.agent.discrete else self.agent.action_space.shape
         fields.append(("action", tf.int64 if self.agent.discrete else tf.float32, (None,) + action_shape))
         fields += [(name, tf.float32, (None,)) for name in self.agent.rollout_fields()
@@ -335,6 +369,7 @@ class RolloutDataset:
         self.recent_lengths.extend(state["recent_lengths"])
         self.rng.bit_generator.state = state["rng"]
         self._pending = []
+        self._discounted[:] = 0.0
         self.loop.observation = None  # the environment restarts its episode
         if self.seed is not None:
             self._reset_seed = self.seed + self.env_steps

@@ -20,6 +20,8 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # script -> (a line it must print, a file it must write under --out)
 EXPECTED = {
+    "actor_critic_cartpole": ("the loaded agent acts the same: True", "actor_critic_cartpole.keras"),
+    "ppo_lunarlander": ("the loaded agent acts the same: True", "ppo_lunar.keras"),
     "sac_pendulum": ("the loaded agent acts the same", "sac_pendulum.keras"),
     "sac_lunarlander": ("the loaded agent acts the same", "sac_lunarlander.keras"),
     "dqn_lunarlander": ("the loaded agent acts the same", "dqn_lunar.keras"),

@@ -73,6 +73,14 @@ def atari_env():
     return kerasrl.envs.make_atari("BreakoutNoFrameskip-v4", training=False)
 
 
+def normalized_ppo(env):
+    """A PPO whose observation statistics are far from the identity, so the export must carry them."""
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, normalize_observations=True)
+    agent.observation_mean.assign([0.5, -0.2, 1.0])
+    agent.observation_var.assign([0.1, 0.3, 4.0])
+    return agent
+
+
 CASES = {
     "sac": (lambda: gym.make("Pendulum-v1"), lambda env: kerasrl.SAC.from_env(env, hidden=HIDDEN, seed=0), 1000),
     "sac-discrete": (lambda: gym.make("LunarLander-v3"),
@@ -84,7 +92,7 @@ CASES = {
     "dqn-discrete-observations": (lambda: gym.make("FrozenLake-v1"),
                                   lambda env: kerasrl.DQN.from_env(env, hidden=HIDDEN, dueling=False, seed=0), 1000),
     "dqn-nature-cnn": (atari_env, lambda env: kerasrl.DQN.from_env(env, torso="nature_cnn", seed=0), 1000),
-    "ppo-box": (lambda: gym.make("Pendulum-v1"), lambda env: kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0), 1000),
+    "ppo-box-normalized": (lambda: gym.make("Pendulum-v1"), lambda env: normalized_ppo(env), 1000),
     "actor-critic": (lambda: gym.make("CartPole-v1"),
                      lambda env: kerasrl.ActorCritic.from_env(env, hidden=HIDDEN, seed=0), 1000),
 }

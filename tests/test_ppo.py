@@ -124,3 +124,123 @@ def test_ppo_learns_cartpole():
 
 
 PPO_CARTPOLE_THRESHOLD = 150.0
+
+
+class RecordObservations(gym.Wrapper):
+    def __init__(self, env):
+        super().__init__(env)
+        self.seen = []
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.seen.append(obs)
+        return obs, info
+
+    def step(self, action):
+        obs, *rest = self.env.step(action)
+        self.seen.append(obs)
+        return (obs, *rest)
+
+
+def test_observation_normalisation_moves_once_per_rollout_and_the_rollout_keeps_what_the_policy_saw():
+    env = RecordObservations(gym.make("Pendulum-v1"))  # 200-step episodes: no reset in two rollouts of 100
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, n_steps=100, normalize_observations=True)
+    agent.compile()
+    data = kerasrl.RolloutDataset(env, agent, seed=0)
+    first = data.collect()
+    raw1 = np.asarray(env.seen[:100])
+    np.testing.assert_allclose(first["observation"][:, 0], raw1, rtol=1e-6)  # statistics start at 0 and 1
+    np.testing.assert_allclose(agent.observation_mean.numpy(), raw1.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(agent.observation_var.numpy(), raw1.var(0), rtol=1e-3, atol=1e-6)
+    mean, std = agent.observation_mean.numpy(), np.sqrt(agent.observation_var.numpy() + 1e-8)
+    second = data.collect()
+    raw2 = np.asarray(env.seen[100:200])
+    # The second rollout was seen, and is learnt from, through the first one's statistics.
+    np.testing.assert_allclose(second["observation"][:, 0], np.clip((raw2 - mean) / std, -10, 10),
+                               rtol=1e-4, atol=1e-4)
+    both = np.concatenate([raw1, raw2])
+    np.testing.assert_allclose(agent.observation_mean.numpy(), both.mean(0), rtol=1e-3, atol=1e-5)
+    # act and the exported graph normalise with the statistics as they are now.
+    obs = both[:10]
+    x = np.clip((obs - agent.observation_mean.numpy()) / np.sqrt(agent.observation_var.numpy() + 1e-8), -10, 10)
+    want = np.clip(np.asarray(agent._heads(x)[0]), -1, 1) * 2.0
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(agent.policy_action(obs)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_reward_normalisation_divides_by_the_running_return_deviation(tmp_path):
+    env = gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, max_episode_steps=500)
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, n_steps=64, gamma=0.9, normalize_rewards=True,
+                                 clip_rewards=5.0)
+    agent.compile()
+    data = kerasrl.RolloutDataset(env, agent, seed=0)
+    rollout = data.collect()
+    done = (rollout["terminated"] | rollout["truncated"])[:, 0]
+    running, returns = 0.0, []
+    for t in range(64):  # CartPole's reward is 1 every step
+        running = 0.9 * running + 1.0
+        returns.append(running)
+        running = 0.0 if done[t] else running
+    np.testing.assert_allclose(agent.return_var.numpy(), np.var(returns), rtol=1e-3)
+    np.testing.assert_allclose(rollout["reward"][:, 0], np.minimum(1 / np.sqrt(np.var(returns) + 1e-8), 5.0),
+                               rtol=1e-4)
+    agent.fit(data, epochs=1, verbose=0)
+    agent.save(tmp_path / "ppo.keras")
+    again = keras.saving.load_model(tmp_path / "ppo.keras")
+    for name in ("observation_mean", "observation_var", "return_var", "return_count"):
+        np.testing.assert_array_equal(getattr(again, name).numpy(), getattr(agent, name).numpy())
+    assert again.normalize_rewards and not again.normalize_observations
+
+
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+
+
+def small_ppo(env, seed=0):
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=seed, n_steps=32, batch_size=16, n_epochs=2)
+    agent.compile()
+    return agent
+
+
+def test_keras_callbacks_on_rollouts(tmp_path):
+    import glob
+    import tensorflow as tf
+
+    env = gym.make("CartPole-v1")
+    agent = small_ppo(env)
+    stop = keras.callbacks.EarlyStopping(monitor="eval_return", mode="max", patience=0, min_delta=1e9)
+    callbacks = [kerasrl.callbacks.EvalCallback(gym.make("CartPole-v1"), episodes=1, seed=0), stop,
+                 keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb")),
+                 keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+                 keras.callbacks.ModelCheckpoint(str(tmp_path / "ppo-{epoch:02d}.keras"))]
+    history = agent.fit(kerasrl.RolloutDataset(env, agent, seed=0), epochs=10, callbacks=callbacks, verbose=0)
+    assert history.epoch == [0, 1] and stop.stopped_epoch == 1  # one rollout per epoch, 4 train steps each
+    assert int(agent.num_gradient_steps.numpy()) == 8 and "eval_return" in history.history
+    last = keras.saving.load_model(tmp_path / "ppo-02.keras")
+    assert int(last.num_gradient_steps.numpy()) == 8 and last.compiled
+    tags = set()
+    for path in glob.glob(str(tmp_path / "tb" / "train" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_approx_kl", "epoch_clip_fraction", "epoch_explained_variance", "epoch_policy_loss"} <= tags
+    assert "episode_return" in (tmp_path / "log.csv").read_text().splitlines()[0]
+
+
+def test_backup_and_restore_resumes_a_rollout_run(tmp_path):
+    backup = str(tmp_path / "backup")
+    env = gym.make("CartPole-v1")
+    agent = small_ppo(env)
+    with pytest.raises(KeyboardInterrupt):
+        agent.fit(kerasrl.RolloutDataset(env, agent, seed=0), epochs=4, verbose=0,
+                  callbacks=[keras.callbacks.BackupAndRestore(backup), InterruptAt(2)])
+    fresh = small_ppo(gym.make("CartPole-v1"), seed=7)
+    history = fresh.fit(kerasrl.RolloutDataset(gym.make("CartPole-v1"), fresh, seed=0), epochs=4, verbose=0,
+                        callbacks=[keras.callbacks.BackupAndRestore(backup)])
+    assert history.epoch == [2, 3]
+    assert int(fresh.num_gradient_steps.numpy()) == 16 and int(fresh.network_optimizer.iterations.numpy()) == 16

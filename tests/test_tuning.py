@@ -214,6 +214,26 @@ def test_every_hypermodel_tunes_its_agent(tmp_path, name, env_id):
         assert agent.history_length == 3 and agent.lstm_units == 16
 
 
+@pytest.mark.parametrize("name", ["ppo", "a2c"])
+def test_on_policy_hypermodels_tune_their_agents_on_rollouts(tmp_path, name):
+    hypermodel = tuning.HYPERMODELS[name]("CartPole-v1")
+    fixed = {"n_steps": 64, "n_epochs": 2} if name == "ppo" else {"n_steps": 8}
+    tuner = tuning.RLTuner(hypermodel, random_oracle(1, gamma=0.95, **fixed), directory=str(tmp_path),
+                           project_name=name)
+    tuner.search(env_steps=256, eval_episodes=1, verbose=0)
+    agent = tuner.get_best_models(1)[0]
+    assert isinstance(agent, hypermodel.agent_class) and agent.gamma == 0.95 and agent.hidden == (16,)
+    assert agent.n_steps == fixed["n_steps"]
+    trial = tuner.oracle.get_best_trials(1)[0]
+    with open(os.path.join(tuner.get_trial_dir(trial.trial_id), "execution_0", "eval.json")) as f:
+        assert json.load(f)["env_steps"] == 256
+    space = {hp.name for hp in tuner.oracle.get_space().space}
+    assert {"learning_rate", "gamma", "gae_lambda", "ent_coef", "width", "depth", "activation"} <= space
+    assert name == "a2c" or {"batch_size", "n_epochs", "clip_range"} <= space
+    optimizer = {"ppo": keras.optimizers.Adam, "a2c": keras.optimizers.RMSprop}[name]
+    assert isinstance(agent.network_optimizer, optimizer)
+
+
 def test_hypermodels_turn_hyperparameters_into_agents_and_datasets():
     hp = keras_tuner.HyperParameters()
     hp.Fixed("noise_type", "ou")

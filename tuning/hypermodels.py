@@ -222,3 +222,98 @@ class DDPGHyperModel(TD3HyperModel):
     """DDPG's search space: the same entries as `TD3HyperModel`."""
 
     agent_class = kerasrl.DDPG
+
+
+class OnPolicyHyperModel(AgentHyperModel):
+    """The common search space of A2C and PPO (which learn from rollouts, not replay).
+
+      * `learning_rate`: of the agent's own optimizer (Adam for PPO, RMSprop
+        for A2C), log-uniform in [1e-5, 3e-3] (default 3e-4; A2C 7e-4).
+      * `gamma`: 0.95, 0.98, 0.99, 0.995 or 0.999.
+      * `gae_lambda`: 0.9, 0.95, 0.98, 0.99 or 1.0.
+      * `ent_coef`: log-uniform in [1e-8, 0.1].
+      * `width`, `depth`: the policy and value networks (width 64-256,
+        default 64; depth 1-3, default 2).
+      * `activation`: tanh or relu.
+
+    The rollout settings (`n_steps`, `batch_size`, `n_epochs`) are the
+    agent's hyperparameters here; the trial's dataset is a `RolloutDataset`.
+    `learning_starts` does not apply.
+    """
+
+    default_width = 64
+    default_learning_rate = 3e-4
+    default_gae_lambda = 0.95
+
+    def agent_hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        width = hp.Choice("width", [64, 128, 256], default=self.default_width)
+        depth = hp.Int("depth", 1, 3, default=2)
+        return {
+            "hidden": (width,) * depth,
+            "activation": hp.Choice("activation", ["tanh", "relu"], default="tanh"),
+            "gamma": hp.Choice("gamma", [0.95, 0.98, 0.99, 0.995, 0.999], default=0.99),
+            "gae_lambda": hp.Choice("gae_lambda", [0.9, 0.95, 0.98, 0.99, 1.0], default=self.default_gae_lambda),
+            "ent_coef": hp.Float("ent_coef", 1e-8, 0.1, sampling="log", default=1e-8),
+        }
+
+    def dataset_hyperparameters(self, hp: keras_tuner.HyperParameters, env_steps: int | None = None) -> dict[str, Any]:
+        return {}
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Agent:
+        learning_rate = hp.Float("learning_rate", 1e-5, 3e-3, sampling="log", default=self.default_learning_rate)
+        agent = self.agent_class(self.observation_space, self.action_space,
+                                 seed=int(np.random.randint(2**31 - 1)), **self.agent_hyperparameters(hp))
+        optimizer = agent.default_optimizer()
+        optimizer = type(optimizer).from_config({**optimizer.get_config(), "learning_rate": learning_rate})
+        agent.compile(optimizer=optimizer, steps_per_execution=self.steps_per_execution)
+        return agent
+
+    def make_dataset(self, hp: keras_tuner.HyperParameters, agent: Agent, env: Any, seed: int | None = None,
+                     env_steps: int | None = None, **options: Any) -> kerasrl.RolloutDataset:
+        """The RolloutDataset a trial trains `agent` on (`options`: further RolloutDataset arguments)."""
+        return kerasrl.RolloutDataset(env, agent, seed=seed, **options)
+
+
+class PPOHyperModel(OnPolicyHyperModel):
+    """PPO's search space: the on-policy entries, the rollout and the clip.
+
+    Example:
+
+    ```python
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("n_steps", 256)
+    tuner = kerasrl.tuning.RLTuner(kerasrl.tuning.PPOHyperModel("CartPole-v1"),
+                                   keras_tuner.oracles.RandomSearchOracle(
+                                       objective=keras_tuner.Objective("eval_return", "max"), max_trials=4,
+                                       hyperparameters=hp), directory="tune", project_name="ppo")
+    tuner.search(env_steps=20_000)
+    ```
+
+      * `n_steps`: 256, 512, 1024 or 2048 (default 2048).
+      * `batch_size`: 32, 64, 128 or 256 (default 64).
+      * `n_epochs`: 3, 5, 10 or 20 (default 10).
+      * `clip_range`: 0.1, 0.2 or 0.3 (default 0.2).
+    """
+
+    agent_class = kerasrl.PPO
+
+    def agent_hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        kwargs = super().agent_hyperparameters(hp)
+        kwargs.update(n_steps=hp.Choice("n_steps", [256, 512, 1024, 2048], default=2048),
+                      batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=64),
+                      n_epochs=hp.Choice("n_epochs", [3, 5, 10, 20], default=10),
+                      clip_range=hp.Choice("clip_range", [0.1, 0.2, 0.3], default=0.2))
+        return kwargs
+
+
+class A2CHyperModel(OnPolicyHyperModel):
+    """A2C's search space: the on-policy entries and `n_steps` (5, 8, 16 or 32; default 5)."""
+
+    agent_class = kerasrl.A2C
+    default_gae_lambda = 1.0
+    default_learning_rate = 7e-4
+
+    def agent_hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        kwargs = super().agent_hyperparameters(hp)
+        kwargs["n_steps"] = hp.Choice("n_steps", [5, 8, 16, 32], default=5)
+        return kwargs

@@ -203,13 +203,18 @@ class RLTuner(keras_tuner.Tuner):
         The agent's and dataset's own settings come back afterwards, so the
         saved agent and checkpoint keep them.
         """
-        saved = agent.steps_per_execution, data.prefetch, data.policy_sync_every
+        # A RolloutDataset collects nothing ahead and acts with the newest weights anyway.
+        saved = agent.steps_per_execution, getattr(data, "prefetch", 0), getattr(data, "policy_sync_every", 1)
         if self.reproducible:
-            agent.steps_per_execution, data.prefetch, data.policy_sync_every = 1, 0, 1
+            agent.steps_per_execution = 1
+            if isinstance(data, EnvDataset):
+                data.prefetch, data.policy_sync_every = 0, 1
         try:
             yield
         finally:
-            agent.steps_per_execution, data.prefetch, data.policy_sync_every = saved
+            agent.steps_per_execution = saved[0]
+            if isinstance(data, EnvDataset):
+                data.prefetch, data.policy_sync_every = saved[1:]
             agent.train_function = None  # compiled for the trial's steps_per_execution
 
     def resume_trial(self, trial: keras_tuner.engine.trial.Trial, execution: int = 0) -> tuple[Agent, EnvDataset]:

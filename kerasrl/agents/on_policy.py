@@ -26,17 +26,81 @@ class OnPolicyAgent(Agent):
     environment clipped to the bounds, and the unclipped sample is what the
     log-probabilities are taken of.
 
+    Normalisation (Stable-Baselines3's VecNormalize, kept in the agent so
+    the `.keras` file and the exported policy carry it):
+    `normalize_observations` standardises each observation entry by the
+    running mean and variance of the observations collected so far, clipped
+    to ±`clip_observations`; `normalize_rewards` divides the rewards learnt
+    from by the running standard deviation of the discounted return, clipped
+    to ±`clip_rewards` (the logged episode returns stay raw). The statistics
+    move once per rollout, after it is collected: a rollout is acted on and
+    learnt from with the same normalisation.
+
     Subclasses give `_heads(x)` (Keras ops) and `_numpy_heads(nets, x)`
-    (numpy, on the acting snapshot), both returning `(policy_output, value)`,
-    and `rollout_defaults`, `rollout_fields`, `rollout_targets` and `update`.
+    (numpy, on the acting snapshot), both returning `(policy_output, value)`
+    of the network input x, and `rollout_defaults`, `rollout_fields`,
+    `rollout_targets` and `update`. A minibatch's `observation` is already
+    the network input (preprocessed and normalised as the policy saw it).
     """
 
-    def __init__(self, observation_space: Any, action_space: Any, log_std_init: float = 0.0, **kwargs: Any):
+    def __init__(self, observation_space: Any, action_space: Any, log_std_init: float = 0.0,
+                 normalize_observations: bool = False, normalize_rewards: bool = False,
+                 clip_observations: float = 10.0, clip_rewards: float = 10.0, **kwargs: Any):
         super().__init__(observation_space, action_space, **kwargs)
         self.act_dim = int(self.action_space.n) if self.discrete else int(np.prod(self.action_space.shape))
         self.log_std_init = float(log_std_init)
         if not self.discrete:
             self.log_std = keras.Variable(np.full(self.act_dim, self.log_std_init, np.float32), name="log_std")
+        self.normalize_observations = bool(normalize_observations)
+        self.normalize_rewards = bool(normalize_rewards)
+        self.clip_observations = float(clip_observations)
+        self.clip_rewards = float(clip_rewards)
+        statistic = lambda name, value: keras.Variable(value, dtype="float32", trainable=False, name=name)
+        # Running moments (Chan et al.'s parallel update), starting like SB3's RunningMeanStd.
+        self.observation_mean = statistic("observation_mean", np.zeros(self.obs_dim, np.float32))
+        self.observation_var = statistic("observation_var", np.ones(self.obs_dim, np.float32))
+        self.observation_count = statistic("observation_count", 1e-4)
+        self.return_var = statistic("return_var", 1.0)
+        self.return_count = statistic("return_count", 1e-4)
+        self.return_mean = statistic("return_mean", 0.0)
+
+    # --------------------------------------------------------- normalisation
+    def preprocess(self, observation: Any) -> Any:
+        """Raw observations -> the network input (normalised when `normalize_observations`)."""
+        x = super().preprocess(observation)
+        if not self.normalize_observations:
+            return x
+        x = (x - self.observation_mean) / ops.sqrt(self.observation_var + 1e-8)
+        return ops.clip(x, -self.clip_observations, self.clip_observations)
+
+    def network_input(self, nets: dict, observation: np.ndarray) -> np.ndarray:
+        """Raw observations -> the network input, in numpy with the snapshot's statistics."""
+        x = self._preprocess_numpy(observation)
+        normalizer = nets.get("observation_normalizer")
+        return x if normalizer is None else normalizer(x)
+
+    def _select(self, nets: dict, obs: np.ndarray, state: Any, deterministic: bool,
+                rng: np.random.Generator) -> np.ndarray:
+        return self._policy(self.network_input(nets, obs), deterministic, rng, nets)
+
+    def _numpy_policy(self) -> dict:
+        nets = super()._numpy_policy()
+        if self.normalize_observations:
+            nets["observation_normalizer"] = ObservationNormalizer(self)
+        return nets
+
+    def update_statistics(self, observations: np.ndarray, discounted_returns: np.ndarray) -> None:
+        """Moves the running moments by a rollout's raw (preprocessed) observations and discounted returns."""
+        if self.normalize_observations and len(observations):
+            _merge_moments(self.observation_mean, self.observation_var, self.observation_count, observations)
+            if self._snapshot is not None:  # act sees the new statistics at once (the next rollout would)
+                self._snapshot["observation_normalizer"].refresh()
+        if self.normalize_rewards and discounted_returns.size:
+            _merge_moments(self.return_mean, self.return_var, self.return_count, discounted_returns.reshape(-1, 1))
+
+    def reward_scale(self) -> float:
+        """What rewards are divided by before learning (1 without `normalize_rewards`)."""
+        return float(np.sqrt(read_numpy(self.return_var) + 1e-8)) if self.normalize_rewards else 1.0
 
     # ------------------------------------------------------------- rollouts
     def rollout_defaults(self) -> dict[str, Any]:
@@ -110,8 +174,39 @@ class OnPolicyAgent(Agent):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(log_std_init=self.log_std_init)
+        config.update(log_std_init=self.log_std_init, normalize_observations=self.normalize_observations,
+                      normalize_rewards=self.normalize_rewards, clip_observations=self.clip_observations,
+                      clip_rewards=self.clip_rewards)
         return config
+
+
+class ObservationNormalizer:
+    """The numpy copy of an agent's observation statistics, renewed with the acting snapshot."""
+
+    def __init__(self, agent: OnPolicyAgent):
+        self.agent = agent
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.mean = read_numpy(self.agent.observation_mean)
+        self.std = np.sqrt(read_numpy(self.agent.observation_var) + 1e-8)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        clip = self.agent.clip_observations
+        return np.clip((x - self.mean) / self.std, -clip, clip).astype(np.float32)
+
+
+def _merge_moments(mean: Any, var: Any, count: Any, batch: np.ndarray) -> None:
+    """Folds a batch's mean and variance into running ones (Chan et al. 1979)."""
+    batch = np.asarray(batch, np.float64)
+    old_mean, old_var, old_count = (read_numpy(v).astype(np.float64) for v in (mean, var, count))
+    batch_mean, batch_var, batch_count = batch.mean(axis=0), batch.var(axis=0), len(batch)
+    total = old_count + batch_count
+    delta = batch_mean - old_mean
+    new_var = (old_var * old_count + batch_var * batch_count + delta ** 2 * old_count * batch_count / total) / total
+    mean.assign(np.asarray(old_mean + delta * batch_count / total, np.float32).reshape(mean.shape))
+    var.assign(np.asarray(new_var, np.float32).reshape(var.shape))
+    count.assign(np.float32(total))
 
 
 def explained_variance(values: np.ndarray, targets: np.ndarray) -> float:

@@ -40,6 +40,9 @@ class A2C(GAEAgent):
         activation: hidden activation.
         shared_network: one torso for both heads instead of two networks.
         log_std_init: initial log standard deviation (Box actions).
+        normalize_observations, normalize_rewards, clip_observations,
+            clip_rewards: running normalisation kept in the agent (off by
+            default; see `kerasrl.agents.on_policy.OnPolicyAgent`).
         seed: seeds the initialisation and the policy's sampling.
 
     Example:
@@ -77,7 +80,7 @@ class A2C(GAEAgent):
                          seed=seed, **kwargs)
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        s = self.preprocess(batch["observation"])
+        s = ops.cast(batch["observation"], "float32")  # the network input the rollout stored
         advantage = self._advantages(batch)
         with tf.GradientTape() as tape:
             out, value = self._heads(s)

@@ -44,6 +44,9 @@ class ActorCritic(OnPolicyAgent):
             example's choice); False regresses on the raw returns.
         max_grad_norm: clip the gradient to this global norm.
         log_std_init: initial log standard deviation (Box actions).
+        normalize_observations, normalize_rewards, clip_observations,
+            clip_rewards: running normalisation kept in the agent (off by
+            default; see `kerasrl.agents.on_policy.OnPolicyAgent`).
         seed: seeds the initialisation and the policy's sampling.
 
     Example:
@@ -125,7 +128,7 @@ class ActorCritic(OnPolicyAgent):
 
     # ---------------------------------------------------------------- update
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        s = self.preprocess(batch["observation"])
+        s = ops.cast(batch["observation"], "float32")  # the network input the rollout stored
         g = batch["return"]
         if self.normalize_returns:
             g = (g - ops.mean(g)) / (ops.std(g) + EPSILON)

@@ -50,6 +50,9 @@ class PPO(GAEAgent):
         activation: hidden activation.
         shared_network: one torso for both heads instead of two networks.
         log_std_init: initial log standard deviation (Box actions).
+        normalize_observations, normalize_rewards, clip_observations,
+            clip_rewards: running normalisation kept in the agent (off by
+            default; see `kerasrl.agents.on_policy.OnPolicyAgent`).
         seed: seeds the initialisation and the policy's sampling.
 
     Example:
@@ -102,7 +105,7 @@ class PPO(GAEAgent):
         return super().rollout_fields() + ("rollout",)
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        s = self.preprocess(batch["observation"])
+        s = ops.cast(batch["observation"], "float32")  # the network input the rollout stored
         old_log_prob, old_value = batch["log_prob"], batch["value"]
         advantage = self._advantages(batch)
         value_target = batch["value_target"]

@@ -1,0 +1,185 @@
+"""On-policy throughput and returns: kerasrl's PPO and A2C against Stable-Baselines3 (and SBX's PPO).
+
+    python benchmarks/on_policy.py --algo ppo --env LunarLander-v3 --steps 1000000 --seeds 0 1 2 --compare sb3 sbx \\
+        --out benchmarks/results/ppo_lunar_peers.jsonl
+
+Every library gets the same task, budget, vector env (SAME_STEP autoreset, one
+process), networks (64-64 tanh, separate policy and value) and rl-zoo's
+settings for the task (`SETTINGS`); each run is a fresh process, timed over
+its training call, then evaluated on 10 deterministic episodes. Prints one
+JSON line per run and a summary line with the medians and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import (_claim_stdout, emit, log, machine_info, median, now, parse_assignments,  # noqa: E402
+                 peer_module, peer_versions, ratio)
+
+# rl-zoo's settings (hyperparams/ppo.yml, a2c.yml); the learning-rate and clip schedules are left constant.
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "ppo": {
+        "CartPole-v1": {"n_envs": 8, "n_steps": 32, "batch_size": 256, "n_epochs": 20, "gamma": 0.98,
+                        "gae_lambda": 0.8, "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2},
+        "LunarLander-v3": {"n_envs": 16, "n_steps": 1024, "batch_size": 64, "n_epochs": 4, "gamma": 0.999,
+                           "gae_lambda": 0.98, "ent_coef": 0.01, "learning_rate": 3e-4, "clip_range": 0.2},
+    },
+    "a2c": {
+        "CartPole-v1": {"n_envs": 8, "n_steps": 5, "gamma": 0.99, "gae_lambda": 1.0, "ent_coef": 0.0,
+                        "learning_rate": 7e-4},
+        "LunarLander-v3": {"n_envs": 8, "n_steps": 5, "gamma": 0.995, "gae_lambda": 1.0, "ent_coef": 1e-5,
+                           "learning_rate": 8.3e-4},
+    },
+}
+AGENT_KEYS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "clip_range")
+
+
+def settings_for(algo: str, env_id: str, overrides: dict) -> dict:
+    if env_id not in SETTINGS[algo]:
+        raise SystemExit(f"no settings for {algo} on {env_id}; known: {', '.join(SETTINGS[algo])}")
+    return {**SETTINGS[algo][env_id], **overrides}
+
+
+def vector_env(env_id: str, n_envs: int) -> Any:
+    import gymnasium as gym
+
+    return gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+
+
+def evaluate(act: Any, env_id: str, episodes: int, seed: int) -> list[float]:
+    import gymnasium as gym
+
+    env, returns = gym.make(env_id), []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed if episode == 0 else None)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns
+
+
+def run_kerasrl(job: dict) -> dict:
+    import keras
+    import numpy as np
+    import kerasrl
+
+    s, seed = job["settings"], job["seed"]
+    cls = {"ppo": kerasrl.PPO, "a2c": kerasrl.A2C}[job["algo"]]
+    env = vector_env(job["env"], s["n_envs"])
+    takes = inspect.signature(cls.__init__).parameters
+    agent = cls.from_env(env, seed=seed, hidden=(64, 64), **{k: v for k, v in s.items() if k in AGENT_KEYS and k in takes})
+    optimizer = agent.default_optimizer()
+    agent.compile(optimizer=type(optimizer).from_config({**optimizer.get_config(), "learning_rate": s["learning_rate"]}))
+    data = kerasrl.RolloutDataset(env, agent, seed=seed)
+    rollouts = -(-job["steps"] // (s["n_steps"] * s["n_envs"]))
+    # Epochs of whole rollouts, about 1000 train steps each (the fit loop's per-epoch cost stays small).
+    per_epoch = max(1000 // data.batches_per_rollout(), 1)
+    start = time.perf_counter()
+    for done in range(0, rollouts, per_epoch):
+        count = min(per_epoch, rollouts - done)
+        agent.fit(data, epochs=1, steps_per_epoch=count * data.batches_per_rollout(), verbose=0)
+    seconds = time.perf_counter() - start
+    returns = evaluate(lambda obs: agent.act(obs, deterministic=True), job["env"], job["eval_episodes"],
+                       10_000 + seed)
+    return record(job, "kerasrl", data.env_steps, seconds, returns,
+                  {"tensorflow": __import__("tensorflow").__version__, "keras": keras.__version__,
+                   "kerasrl": kerasrl.__version__, "updates": int(agent.num_gradient_steps.numpy()),
+                   "numpy": np.__version__})
+
+
+def run_peer(job: dict) -> dict:
+    lib = job["job"]
+    if lib == "sbx" and "tensorflow" not in sys.modules:
+        sys.modules["tensorflow"] = None  # as in run.py: a JAX user has no TensorFlow
+    from stable_baselines3.common.env_util import make_vec_env
+
+    s, seed = job["settings"], job["seed"]
+    module = peer_module(lib)
+    cls = getattr(module, job["algo"].upper())
+    kwargs = {k: v for k, v in s.items() if k in AGENT_KEYS}
+    if job["algo"] == "a2c":
+        kwargs.pop("batch_size", None), kwargs.pop("n_epochs", None), kwargs.pop("clip_range", None)
+    policy_kwargs = {"net_arch": dict(pi=[64, 64], vf=[64, 64])} if lib == "sb3" else {"net_arch": [64, 64]}
+    model = cls("MlpPolicy", make_vec_env(job["env"], n_envs=s["n_envs"], seed=seed),
+                learning_rate=s["learning_rate"], policy_kwargs=policy_kwargs, seed=seed, verbose=0, **kwargs)
+    start = time.perf_counter()
+    model.learn(total_timesteps=job["steps"])
+    seconds = time.perf_counter() - start
+    returns = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], job["env"], job["eval_episodes"],
+                       10_000 + seed)
+    return record(job, lib, int(model.num_timesteps), seconds, returns, peer_versions(lib, model))
+
+
+def record(job: dict, lib: str, env_steps: int, seconds: float, returns: list[float], versions: dict) -> dict:
+    import numpy as np
+
+    return {"lib": lib, "algo": job["algo"], "env": job["env"], "steps": job["steps"], "seed": job["seed"],
+            "steps_per_second": env_steps / seconds, "fit_seconds": seconds, "env_steps": env_steps,
+            "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
+            "eval_returns": [round(r, 3) for r in returns], "eval_episodes": job["eval_episodes"],
+            "settings": job["settings"], "versions": versions, "machine": machine_info(), "date": now()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", choices=sorted(SETTINGS), default="ppo")
+    p.add_argument("--env", default="LunarLander-v3")
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--compare", nargs="*", choices=("sb3", "sbx"), default=[])
+    p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override a setting of the task")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    _claim_stdout()
+    if args.worker:
+        job = json.loads(args.worker)
+        emit(run_kerasrl(job) if job["job"] == "kerasrl" else run_peer(job))
+        return
+    settings = settings_for(args.algo, args.env, parse_assignments(args.set, "--set"))
+    if args.algo == "a2c" and "sbx" in args.compare:
+        raise SystemExit("SBX has no A2C; compare with sb3 only.")
+    records = []
+    for seed in args.seeds:
+        for lib in ["kerasrl", *args.compare]:
+            job = {"job": lib, "algo": args.algo, "env": args.env, "steps": args.steps, "seed": seed,
+                   "settings": settings, "eval_episodes": args.eval_episodes}
+            log(f"{lib} {args.algo} {args.env} seed={seed} steps={args.steps}")
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+                                  stdout=subprocess.PIPE, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise SystemExit(f"{lib} seed {seed} failed with exit status {proc.returncode}")
+            records.append(json.loads(lines[-1]))
+            emit(records[-1], args.out)
+    by_lib = {lib: [r for r in records if r["lib"] == lib] for lib in ["kerasrl", *args.compare]}
+    summary = {"kind": "summary", "algo": args.algo, "env": args.env, "steps": args.steps, "seeds": args.seeds,
+               "date": now(), "command": "python benchmarks/on_policy.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                     else argv)}
+    for lib, rows in by_lib.items():
+        summary[lib] = {"steps_per_second": median([r["steps_per_second"] for r in rows]),
+                        "eval_mean": median([r["eval_mean"] for r in rows]),
+                        "steps_per_second_per_seed": [r["steps_per_second"] for r in rows],
+                        "eval_per_seed": [r["eval_mean"] for r in rows]}
+        if lib != "kerasrl":
+            summary[f"kerasrl_vs_{lib}"] = ratio([r["steps_per_second"] for r in by_lib["kerasrl"]],
+                                                 [r["steps_per_second"] for r in rows])
+    emit(summary, args.out)
+
+
+if __name__ == "__main__":
+    main()
