@@ -56,7 +56,11 @@ class ReplayBuffer:
     empty history. Each transition is stored once, with a link to the previous
     step of its episode; the windows are gathered from the links at sampling
     time, L vectorised lookups per batch. Steps whose predecessors were
-    overwritten shorten the history.
+    overwritten shorten the history. With n-step returns (`n_step=n`), the
+    steps go into a ring of their own as they arrive (an n-step transition is
+    stored only once its window is complete), each transition holds the ids of
+    its first and last step, and the next history is the window before
+    t+m, where `next_observation = s_{t+m}`: it ends with the steps t..t+m-1.
 
     Args:
         capacity: the most transitions kept; the oldest are overwritten.
@@ -65,7 +69,7 @@ class ReplayBuffer:
             gamma when left None.
         seed: seed of the sampling generator.
         history_length: past steps given with each transition (0: none);
-            needs `n_step=1`.
+            not with `n_step="episode"`.
 
     Example:
 
@@ -90,9 +94,9 @@ class ReplayBuffer:
             raise ValueError(f"n_step must be a positive integer or 'episode', got {n_step!r}.")
         if int(history_length) < 0:
             raise ValueError(f"history_length must be >= 0, got {history_length}.")
-        if int(history_length) and n_step != 1:
-            raise ValueError(f"history_length={history_length} needs n_step=1 (histories of n-step "
-                             f"transitions are not supported yet), got n_step={n_step!r}.")
+        if int(history_length) and n_step == "episode":
+            raise ValueError(f"history_length={history_length} needs a whole number n_step (histories of "
+                             "whole-episode returns are not supported).")
         self.history_length = int(history_length)
         self.capacity = int(capacity)
         self.n_step = n_step if n_step == "episode" else int(n_step)
@@ -104,7 +108,10 @@ class ReplayBuffer:
         self.num_added = 0  # transitions ever stored; the step of the buffer's schedules
         self._spec: dict[str, tuple] | None = None  # per-transition (shape, dtype) of each field
         self._windows: dict[int, list] = {}  # n-step: each environment's pending steps
-        self._last: dict[int, int] = {}  # histories: env id -> id of its running episode's newest transition
+        self._last: dict[int, int] = {}  # histories: env id -> id of its running episode's newest step
+        # n-step histories: every step's observation, action and link, as it arrives.
+        self._steps: dict[str, np.ndarray] | None = None
+        self.steps_added = 0
 
     def __len__(self) -> int:
         return self.size
@@ -112,7 +119,8 @@ class ReplayBuffer:
     @property
     def fields(self) -> tuple[str, ...]:
         """Names of the stored arrays."""
-        return FIELDS + (("discount",) if self.n_step != 1 else ()) + (("prev",) if self.history_length else ())
+        links = (("prev",) if self.n_step == 1 else ("step", "last_step")) if self.history_length else ()
+        return FIELDS + (("discount",) if self.n_step != 1 else ()) + links
 
     @property
     def extra_fields(self) -> tuple[str, ...]:
@@ -157,20 +165,22 @@ class ReplayBuffer:
                     f"Replay buffer {name} has shape {value.shape[1:]} per transition, "
                     f"expected {shape} (batch of {n})."
                 )
+        truncated = np.zeros(n, bool) if truncated is None else np.asarray(truncated, bool).reshape(n)
+        env_ids = np.arange(n) if env_ids is None else np.asarray(env_ids).reshape(n)
         if self.n_step == 1:
             if self.history_length:
-                self._link(transition, n, truncated, env_ids)
+                transition["prev"] = self._links(self.num_added + np.arange(n), transition["terminated"] > 0,
+                                                 truncated, env_ids)
             self._store(transition)
             return
         if self.gamma is None:
             raise ValueError("An n-step replay buffer needs gamma (EnvDataset sets the agent's).")
-        truncated = np.zeros(n, bool) if truncated is None else np.asarray(truncated, bool).reshape(n)
-        env_ids = np.arange(n) if env_ids is None else np.asarray(env_ids).reshape(n)
+        step_ids = self._add_steps(transition, truncated, env_ids) if self.history_length else [None] * n
         ready = []  # (window, count, next_observation, terminated): the first `count` steps are complete
         for row in range(n):
             window = self._windows.setdefault(int(env_ids[row]), [])
             window.append((np.array(transition["observation"][row]), np.array(transition["action"][row]),
-                           float(transition["reward"][row])))
+                           float(transition["reward"][row]), step_ids[row]))
             if transition["terminated"][row] or truncated[row]:
                 ready.append((list(window), len(window), transition["next_observation"][row],
                               transition["terminated"][row]))
@@ -181,19 +191,34 @@ class ReplayBuffer:
         if ready:
             self._store(self._returns(ready))
 
-    def _link(self, transition: dict[str, np.ndarray], n: int, truncated: Any, env_ids: Any) -> None:
-        """Adds `prev`: the id of each row's previous step in its episode (-1 at an episode's start)."""
-        ends = transition["terminated"] > 0
-        if truncated is not None:
-            ends |= np.asarray(truncated, bool).reshape(n)
-        env_ids = np.arange(n) if env_ids is None else np.asarray(env_ids).reshape(n)
-        prev = np.empty(n, np.int64)
-        for row in range(n):  # one dict lookup per environment copy
+    def _links(self, ids: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, env_ids: np.ndarray) -> np.ndarray:
+        """The id of the previous step in each row's episode (-1 at an episode's start); rows are steps `ids`."""
+        ends = terminated | truncated
+        prev = np.empty(len(ids), np.int64)
+        for row, step in enumerate(ids):  # one dict lookup per environment copy
             env = int(env_ids[row])
             prev[row] = self._last.pop(env, -1)
             if not ends[row]:
-                self._last[env] = self.num_added + row
-        transition["prev"] = prev
+                self._last[env] = int(step)
+        return prev
+
+    def _add_steps(self, transition: dict[str, np.ndarray], truncated: np.ndarray, env_ids: np.ndarray) -> np.ndarray:
+        """Writes each row's observation and action into the step ring (n-step histories); returns their ids."""
+        n = len(truncated)
+        if self._steps is None:
+            # The steps of every held transition, and per copy its pending window and an oldest transition's history.
+            capacity = self.capacity + (self.n_step - 1 + self.history_length) * n
+            self._steps = {"observation": np.zeros((capacity,) + self._spec["observation"][0],
+                                                   self._spec["observation"][1]),
+                           "action": np.zeros((capacity,) + self._spec["action"][0], self._spec["action"][1]),
+                           "prev": np.full(capacity, -1, np.int64)}
+        ids = self.steps_added + np.arange(n)
+        slots = ids % len(self._steps["prev"])
+        self._steps["prev"][slots] = self._links(ids, transition["terminated"] > 0, truncated, env_ids)
+        self._steps["observation"][slots] = transition["observation"]
+        self._steps["action"][slots] = transition["action"]
+        self.steps_added += n
+        return ids
 
     def _returns(self, ready: list) -> dict[str, np.ndarray]:
         """The n-step transitions of complete windows: from each of a window's
@@ -201,7 +226,7 @@ class ReplayBuffer:
         rows = {name: [] for name in self.fields}
         for window, count, next_observation, terminated in ready:
             ret, returns = 0.0, []
-            for _, _, reward in reversed(window):
+            for _, _, reward, _ in reversed(window):
                 ret = reward + self.gamma * ret
                 returns.append(ret)
             returns.reverse()  # returns[i]: from step i to the window's end
@@ -213,8 +238,11 @@ class ReplayBuffer:
                 rows["next_observation"].append(next_observation)
                 rows["terminated"].append(terminated)
                 rows["discount"].append(self.gamma ** (length - i))
+                if self.history_length:
+                    rows["step"].append(window[i][3])
+                    rows["last_step"].append(window[-1][3])
         dtypes = {name: dtype for name, (_, dtype) in self._spec.items()}
-        dtypes["discount"] = np.float32
+        dtypes.update(discount=np.float32, step=np.int64, last_step=np.int64)
         return {name: np.asarray(values, dtype=dtypes[name]) for name, values in rows.items()}
 
     def _store(self, transition: dict[str, np.ndarray]) -> np.ndarray:
@@ -261,42 +289,88 @@ class ReplayBuffer:
 
     def _gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The batch of the transitions at `indices`, with their histories."""
-        batch = {name: store[indices] for name, store in self.storage.items() if name != "prev"}
+        batch = {name: store[indices] for name, store in self.storage.items()
+                 if name not in ("prev", "step", "last_step")}
         if self.history_length:
             batch.update(self._histories(indices, batch["observation"], batch["action"]))
         return batch
 
-    def _histories(self, indices: np.ndarray, observation: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
-        """The windows before t and before t+1 of the transitions at `indices`."""
-        length, prev = self.history_length, self.storage["prev"]
-        slots = np.zeros((len(indices), length), np.int64)
-        mask = np.zeros((len(indices), length), bool)
-        ids = prev[indices]
-        oldest_held = self.num_added - self.size
+    def _ring(self) -> tuple[dict[str, np.ndarray], int]:
+        """The steps histories are gathered from (observation, action, prev) and the oldest id still held.
+
+        With 1-step transitions a transition is a step; n-step ones keep their steps in a ring of their own.
+        """
+        if self.n_step == 1:
+            return self.storage, max(self.num_added - self.size, 0)
+        return self._steps, max(self.steps_added - len(self._steps["prev"]), 0)
+
+    def _window(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The L steps of each episode up to and including step `ids[i]` (-1: none), oldest first:
+        observations, actions and mask (zeros where masked)."""
+        steps, oldest_held = self._ring()
+        capacity, length = len(steps["prev"]), self.history_length
+        slots = np.zeros((len(ids), length), np.int64)
+        mask = np.zeros((len(ids), length), bool)
         for k in range(length - 1, -1, -1):  # newest first, following the links
-            held = ids >= max(oldest_held, 0)
+            held = ids >= oldest_held
             mask[:, k] = held
-            slots[:, k] = np.where(held, ids % self.capacity, 0)
-            ids = np.where(held, prev[slots[:, k]], -1)
-        obs = self.storage["observation"][slots]
-        act = self.storage["action"][slots]
+            slots[:, k] = np.where(held, ids % capacity, 0)
+            ids = np.where(held, steps["prev"][slots[:, k]], -1)
+        obs = steps["observation"][slots]
+        act = steps["action"][slots]
         obs[~mask] = 0
         act[~mask] = 0
-        step = np.ones((len(indices), 1), bool)
-        return {
-            "history_observation": obs, "history_action": act, "history_mask": mask,
-            "next_history_observation": np.concatenate([obs[:, 1:], observation[:, None]], axis=1),
-            "next_history_action": np.concatenate([act[:, 1:], action[:, None]], axis=1),
-            "next_history_mask": np.concatenate([mask[:, 1:], step], axis=1),
-        }
+        return obs, act, mask
+
+    def _histories(self, indices: np.ndarray, observation: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+        """The windows before t and before t+m (`next_observation = s_{t+m}`) of the transitions at `indices`."""
+        if self.n_step == 1:
+            obs, act, mask = self._window(self.storage["prev"][indices])
+            history = {"history_observation": obs, "history_action": act, "history_mask": mask,
+                       # the window before t+1 ends with step t itself
+                       "next_history_observation": np.concatenate([obs[:, 1:], observation[:, None]], axis=1),
+                       "next_history_action": np.concatenate([act[:, 1:], action[:, None]], axis=1),
+                       "next_history_mask": np.concatenate([mask[:, 1:], np.ones((len(indices), 1), bool)], axis=1)}
+            return history
+        steps, oldest_held = self._ring()
+        first = self.storage["step"][indices]
+        before = np.where(first >= oldest_held, steps["prev"][first % len(steps["prev"])], -1)
+        history = dict(zip(("history_observation", "history_action", "history_mask"), self._window(before)))
+        history.update(zip(("next_history_observation", "next_history_action", "next_history_mask"),
+                           self._window(self.storage["last_step"][indices])))
+        return history
 
     # ------------------------------------------------------------- persistence
     def _extra_arrays(self) -> dict[str, np.ndarray]:
-        return {}
+        if self._steps is None:
+            return {}
+        held = min(self.steps_added, len(self._steps["prev"]))
+        return {"steps_added": np.int64(self.steps_added), "step_capacity": np.int64(len(self._steps["prev"])),
+                **{f"step_{name}": store[:held] for name, store in self._steps.items()}}
 
     def _load_extra(self, content: dict[str, np.ndarray], path: str) -> Any:
         """Checks a file's extra arrays; returns a function that applies them."""
-        return lambda: None
+        if not (self.history_length and self.n_step != 1):
+            return lambda: None
+        if not int(content["size"]):
+            return lambda: (setattr(self, "_steps", None), setattr(self, "steps_added", 0))
+        names = ("steps_added", "step_capacity", "step_observation", "step_action", "step_prev")
+        held = min(int(content.get("steps_added", 0)), int(content.get("step_capacity", 0)))
+        if any(name not in content for name in names) or any(len(content[n]) != held for n in names[2:]):
+            raise ValueError(f"{path!r} holds no valid step ring for its n-step histories; "
+                             f"was it saved by a buffer with n_step={self.n_step} and history_length="
+                             f"{self.history_length}?")
+
+        def apply() -> None:
+            capacity = int(content["step_capacity"])
+            self._steps = {}
+            for name in ("observation", "action", "prev"):
+                stored = content[f"step_{name}"]
+                self._steps[name] = np.zeros((capacity,) + stored.shape[1:], stored.dtype)
+                self._steps[name][:held] = stored
+            self.steps_added = int(content["steps_added"])
+
+        return apply
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the buffer's contents and position to an `.npz` file."""
@@ -572,9 +646,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return self.sum_tree[np.arange(self.size)]
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
-        return {"priorities": self.priorities(), "max_seen": np.float64(self.max_seen)}
+        return {**super()._extra_arrays(), "priorities": self.priorities(), "max_seen": np.float64(self.max_seen)}
 
     def _load_extra(self, content: dict[str, np.ndarray], path: str) -> Any:
+        apply_steps = super()._load_extra(content, path)
         priorities = content.get("priorities")
         size = int(content["size"])
         if priorities is None or len(priorities) != size or not np.all(np.isfinite(priorities)):
@@ -582,6 +657,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                              "was it saved by a PrioritizedReplayBuffer?")
 
         def apply() -> None:
+            apply_steps()
             self.sum_tree = SegmentTree(self.capacity, "sum")
             self.extreme_tree = SegmentTree(self.capacity, self.rule.tree)
             self._set(np.arange(size), priorities)

@@ -83,6 +83,21 @@ def test_history_length_zero_acts_and_fits_without_memory():
     assert np.isfinite(history.history["loss"][-1])
 
 
+@pytest.mark.parametrize("buffer_class", [kerasrl.ReplayBuffer, kerasrl.PrioritizedReplayBuffer])
+def test_n_step_history_replay_fits_on_a_vector_env(buffer_class):
+    env = gym.make_vec("Pendulum-v1", num_envs=2)
+    agent = small_agent(env)
+    buffer = buffer_class(1000, n_step=3, history_length=3, seed=0)
+    data = kerasrl.EnvDataset(env, agent, buffer=buffer, batch_size=16, learning_starts=32, seed=0)
+    history = agent.fit(data, epochs=1, steps_per_epoch=10, verbose=0)
+    assert np.isfinite(history.history["loss"][-1]) and buffer.gamma == agent.gamma
+    batch, _ = buffer.sample(64)
+    np.testing.assert_allclose(batch["discount"], agent.gamma ** 3, rtol=1e-6)  # no episode ended yet
+    # The next window ends with the two steps after t, which the 1-step window could not hold.
+    np.testing.assert_array_equal(batch["next_history_observation"][:, -3], batch["observation"])
+    assert batch["next_history_mask"][:, -3:].all()
+
+
 def test_a_buffer_without_the_agents_history_and_a_foreign_state_are_named():
     env = pomdp.make("Pendulum-v1", "remove_velocity")
     agent = small_agent(env, history_length=3)
