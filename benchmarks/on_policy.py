@@ -7,7 +7,9 @@ Every library gets the same task, budget, vector env (SAME_STEP autoreset, one
 process), networks (64-64 tanh, separate policy and value) and rl-zoo's
 settings for the task (`SETTINGS`); each run is a fresh process, timed over
 its training call, then evaluated on 10 deterministic episodes. Prints one
-JSON line per run and a summary line with the medians and the ratios.
+JSON line per run and a summary line with the medians and the ratios. With
+`--curve-dir`, kerasrl's runs also write run folders for `kerasrl plot`
+(evaluations every `--eval-every` env steps, left out of the timing).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import (_claim_stdout, emit, log, machine_info, median, now, parse_assignments,  # noqa: E402
-                 peer_module, peer_versions, ratio)
+from run import (CurveLogger, _claim_stdout, emit, log, machine_info, median, now,  # noqa: E402
+                 parse_assignments, peer_module, peer_versions, ratio)
 
 # rl-zoo's settings (hyperparams/ppo.yml, a2c.yml); the learning-rate and clip schedules are left constant.
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
@@ -75,6 +77,7 @@ def run_kerasrl(job: dict) -> dict:
     import keras
     import numpy as np
     import kerasrl
+    from kerasrl.training import fit_plan, plan_epochs
 
     s, seed = job["settings"], job["seed"]
     cls = {"ppo": kerasrl.PPO, "a2c": kerasrl.A2C}[job["algo"]]
@@ -84,14 +87,19 @@ def run_kerasrl(job: dict) -> dict:
     optimizer = agent.default_optimizer()
     agent.compile(optimizer=type(optimizer).from_config({**optimizer.get_config(), "learning_rate": s["learning_rate"]}))
     data = kerasrl.RolloutDataset(env, agent, seed=seed)
+    per_rollout = data.batches_per_rollout()
     rollouts = -(-job["steps"] // (s["n_steps"] * s["n_envs"]))
-    # Epochs of whole rollouts, about 1000 train steps each (the fit loop's per-epoch cost stays small).
-    per_epoch = max(1000 // data.batches_per_rollout(), 1)
+    # Epochs of whole rollouts, about 1000 train steps each (the fit loop's per-epoch cost stays small),
+    # or about eval_every env steps each when a learning curve is drawn.
+    per_epoch = max(1000 // per_rollout, 1)
+    callbacks, curve = [], None
+    if job.get("curve_dir"):
+        curve = CurveLogger(job, s, data)
+        callbacks = curve.callbacks(append=True)
+        per_epoch = max(job["eval_every"] // (s["n_steps"] * s["n_envs"]), 1)
     start = time.perf_counter()
-    for done in range(0, rollouts, per_epoch):
-        count = min(per_epoch, rollouts - done)
-        agent.fit(data, epochs=1, steps_per_epoch=count * data.batches_per_rollout(), verbose=0)
-    seconds = time.perf_counter() - start
+    fit_plan(agent, data, plan_epochs(rollouts * per_rollout, per_epoch * per_rollout), callbacks=callbacks)
+    seconds = time.perf_counter() - start - (curve.eval_seconds if curve else 0.0)
     returns = evaluate(lambda obs: agent.act(obs, deterministic=True), job["env"], job["eval_episodes"],
                        10_000 + seed)
     return record(job, "kerasrl", data.env_steps, seconds, returns,
@@ -142,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compare", nargs="*", choices=("sb3", "sbx"), default=[])
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override a setting of the task")
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--curve-dir", default=None,
+                   help="also write kerasrl's run folders (progress.csv with eval_return) for `kerasrl plot`")
+    p.add_argument("--eval-every", type=int, default=20_000, help="env steps between curve evaluations")
+    p.add_argument("--curve-eval-episodes", type=int, default=5, help="episodes per curve evaluation")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -157,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for lib in ["kerasrl", *args.compare]:
             job = {"job": lib, "algo": args.algo, "env": args.env, "steps": args.steps, "seed": seed,
-                   "settings": settings, "eval_episodes": args.eval_episodes}
+                   "settings": settings, "eval_episodes": args.eval_episodes, "curve_dir": args.curve_dir,
+                   "eval_every": args.eval_every, "curve_eval_episodes": args.curve_eval_episodes}
             log(f"{lib} {args.algo} {args.env} seed={seed} steps={args.steps}")
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
                                   stdout=subprocess.PIPE, text=True)

@@ -430,10 +430,12 @@ class CurveLogger:
         (self.dir / "config.json").write_text(json.dumps(
             {"algo": job["algo"], "env": job["env"], "seed": job["seed"], "steps": job["steps"],
              "settings": settings, "date": now()}, indent=2) + "\n")
+        (self.dir / "progress.csv").unlink(missing_ok=True)  # a rerun starts the file anew
         self.job = job
         self.eval_seconds = 0.0
 
-    def callbacks(self) -> list:
+    def callbacks(self, append: bool = False) -> list:
+        """Evaluation and progress.csv; `append` for a run of several fit calls (the file is started anew here)."""
         import gymnasium as gym
         from kerasrl import callbacks as rlcb
         from kerasrl.cli import _CSVLogger  # Keras' CSVLogger without empty val_* columns
@@ -448,7 +450,7 @@ class CurveLogger:
 
         return [TimedEval(gym.make(self.job["env"]), episodes=self.job["curve_eval_episodes"],
                           seed=10_000 + self.job["seed"]),
-                _CSVLogger(str(self.dir / "progress.csv"))]  # append=False: a rerun starts the file anew
+                _CSVLogger(str(self.dir / "progress.csv"), append=append)]
 
 
 # -------------------------------------------------------------------- jobs

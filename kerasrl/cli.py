@@ -65,7 +65,7 @@ from kerasrl.envs import pomdp  # noqa: E402
 from kerasrl.agents.base import DEFAULT_STEPS_PER_EXECUTION  # noqa: E402
 from kerasrl.agents.on_policy import OnPolicyAgent  # noqa: E402
 from kerasrl.spaces import same_spaces  # noqa: E402
-from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan  # noqa: E402
+from kerasrl.training import EVAL_SEED_OFFSET, StopAtEnvSteps, fit_plan, plan_epochs, remaining_plan  # noqa: E402
 
 # Algorithm name -> agent class. A new agent joins the CLI with one line here;
 # it must take `from_env(env, hidden=, gamma=, seed=)` (and tau= for --tau). On-policy agents
@@ -696,18 +696,6 @@ def _train(args: argparse.Namespace, run_dir: Path, earlier: list[Path], agent: 
     _write_json(run_dir / "eval.json", result)
     print(f"Evaluation over {args.eval_episodes} episode(s) (deterministic): {summary(returns)}")
     return result
-
-
-class StopAtEnvSteps(keras.callbacks.Callback):
-    """Ends the run once the dataset has collected `steps` environment steps (whole-episode rollouts)."""
-
-    def __init__(self, data: Any, steps: int):
-        super().__init__()
-        self.data, self.steps = data, steps
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.data.env_steps >= self.steps:
-            self.model.stop_training = True
 
 
 # ------------------------------------------------------------------------ eval

@@ -29,6 +29,22 @@ def remaining_plan(plan: list[int], done: int) -> tuple[int, list[int]]:
     return len(plan), []
 
 
+class StopAtEnvSteps(keras.callbacks.Callback):
+    """Ends the run once `data` has collected `steps` environment steps.
+
+    For rollouts of whole episodes, whose env steps per update are not known
+    ahead: the plan allows one update per env step and this ends it.
+    """
+
+    def __init__(self, data: Any, steps: int):
+        super().__init__()
+        self.data, self.steps = data, steps
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.data.env_steps >= self.steps:
+            self.model.stop_training = True
+
+
 class RunProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, numbering epochs out of the whole run across fit calls."""
 

@@ -133,3 +133,17 @@ def test_examples_reads_every_evaluation_line_and_checks_each_stated_return():
     assert not examples.reached({"example": "dqn_cartpole", "eval_means": {"": 474.9}})
     assert not examples.reached({"example": "tune_sac", "eval_means": {"": -100.0}})  # the stated line is missing
     assert not examples.reached({"example": "sac_pendulum", "status": "failed"})
+
+
+def test_on_policy_harness_runs_kerasrl_and_writes_a_curve(tmp_path, capsys):
+    on_policy = _benchmark_module("on_policy")
+    out = tmp_path / "raw.jsonl"
+    on_policy.main(["--algo", "ppo", "--env", "CartPole-v1", "--steps", "1024", "--seeds", "0", "--eval-episodes", "1",
+                    "--set", "n_steps=64", "batch_size=64", "n_epochs=2", "--curve-dir", str(tmp_path / "curves"),
+                    "--eval-every", "512", "--curve-eval-episodes", "1", "--out", str(out)])
+    run, summary = [json.loads(line) for line in out.read_text().splitlines()]
+    # 8 copies x 64 steps = 512 env steps a rollout, 2 passes of 8 minibatches each.
+    assert run["lib"] == "kerasrl" and run["env_steps"] == 1024 and run["versions"]["updates"] == 32
+    assert summary["kind"] == "summary" and summary["kerasrl"]["steps_per_second"] == run["steps_per_second"]
+    progress = (tmp_path / "curves" / "kerasrl-ppo-CartPole-v1-seed0" / "progress.csv").read_text().splitlines()
+    assert len(progress) == 3 and "eval_return" in progress[0]  # a header and two epochs of one rollout

@@ -234,6 +234,24 @@ def test_on_policy_hypermodels_tune_their_agents_on_rollouts(tmp_path, name):
     assert isinstance(agent.network_optimizer, optimizer)
 
 
+def test_actor_critic_hypermodel_stops_its_whole_episode_trials_at_the_budget(tmp_path):
+    hypermodel = tuning.HYPERMODELS["ac"]("CartPole-v1")
+    tuner = tuning.RLTuner(hypermodel, random_oracle(1, gamma=0.95, normalize_returns=False),
+                           directory=str(tmp_path), project_name="ac")
+    tuner.search(env_steps=300, eval_episodes=1, steps_per_epoch=50, verbose=0)
+    agent = tuner.get_best_models(1)[0]
+    assert isinstance(agent, kerasrl.ActorCritic) and agent.hidden == (16,) and not agent.normalize_returns
+    assert isinstance(agent.network_optimizer, keras.optimizers.Adam)
+    trial = tuner.oracle.get_best_trials(1)[0]
+    with open(os.path.join(tuner.get_trial_dir(trial.trial_id), "execution_0", "eval.json")) as f:
+        env_steps = json.load(f)["env_steps"]
+    # One update per episode, stopped after the episode that crossed the budget (CartPole's last 500 steps at most).
+    assert 300 <= env_steps < 800
+    assert int(agent.num_gradient_steps.numpy()) < 300
+    space = {hp.name for hp in tuner.oracle.get_space().space}
+    assert {"learning_rate", "gamma", "width", "depth", "normalize_returns"} <= space
+
+
 def test_hypermodels_turn_hyperparameters_into_agents_and_datasets():
     hp = keras_tuner.HyperParameters()
     hp.Fixed("noise_type", "ou")

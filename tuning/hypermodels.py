@@ -243,6 +243,7 @@ class OnPolicyHyperModel(AgentHyperModel):
 
     default_width = 64
     default_learning_rate = 3e-4
+    learning_rate_range = (1e-5, 3e-3)
     default_gae_lambda = 0.95
 
     def agent_hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
@@ -260,7 +261,8 @@ class OnPolicyHyperModel(AgentHyperModel):
         return {}
 
     def build(self, hp: keras_tuner.HyperParameters) -> Agent:
-        learning_rate = hp.Float("learning_rate", 1e-5, 3e-3, sampling="log", default=self.default_learning_rate)
+        learning_rate = hp.Float("learning_rate", *self.learning_rate_range, sampling="log",
+                                 default=self.default_learning_rate)
         agent = self.agent_class(self.observation_space, self.action_space,
                                  seed=int(np.random.randint(2**31 - 1)), **self.agent_hyperparameters(hp))
         optimizer = agent.default_optimizer()
@@ -317,3 +319,33 @@ class A2CHyperModel(OnPolicyHyperModel):
         kwargs = super().agent_hyperparameters(hp)
         kwargs["n_steps"] = hp.Choice("n_steps", [5, 8, 16, 32], default=5)
         return kwargs
+
+
+class ActorCriticHyperModel(OnPolicyHyperModel):
+    """The one-network actor-critic's search space (Keras' CartPole example).
+
+      * `learning_rate`: of its Adam, log-uniform in [1e-4, 3e-2] (default 1e-2).
+      * `gamma`: 0.95, 0.98, 0.99, 0.995 or 0.999 (default 0.99).
+      * `width`, `depth`: the shared torso (width 32-256, default 128; depth
+        1-2, default 1).
+      * `normalize_returns`: returns normalised per batch or not (default True).
+
+    A trial's dataset collects one whole episode per update, as in the
+    example; the trial ends at its env-step budget.
+    """
+
+    agent_class = kerasrl.ActorCritic
+    default_learning_rate = 1e-2
+    learning_rate_range = (1e-4, 3e-2)
+
+    def agent_hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        width = hp.Choice("width", [32, 64, 128, 256], default=128)
+        return {
+            "hidden": (width,) * hp.Int("depth", 1, 2, default=1),
+            "gamma": hp.Choice("gamma", [0.95, 0.98, 0.99, 0.995, 0.999], default=0.99),
+            "normalize_returns": hp.Boolean("normalize_returns", default=True),
+        }
+
+    def make_dataset(self, hp: keras_tuner.HyperParameters, agent: Agent, env: Any, seed: int | None = None,
+                     env_steps: int | None = None, **options: Any) -> kerasrl.RolloutDataset:
+        return kerasrl.RolloutDataset(env, agent, seed=seed, **{"episodes_per_batch": 1, **options})

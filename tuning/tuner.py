@@ -18,7 +18,8 @@ import numpy as np
 from kerasrl import callbacks as rlcb
 from kerasrl.agents.base import Agent
 from kerasrl.data import EnvDataset
-from kerasrl.training import EVAL_SEED_OFFSET, fit_plan, plan_epochs, remaining_plan
+from kerasrl.rollout import RolloutDataset
+from kerasrl.training import EVAL_SEED_OFFSET, StopAtEnvSteps, fit_plan, plan_epochs, remaining_plan
 
 OBJECTIVE = "eval_return"
 
@@ -143,6 +144,8 @@ class RLTuner(keras_tuner.Tuner):
             checkpoint = rlcb.Checkpoint(folder, every_steps=self.checkpoint_every or budget, keep=1)
             if self.checkpoint_every:
                 trial_callbacks.append(checkpoint)
+            if isinstance(data, RolloutDataset) and data.n_steps is None:  # whole episodes: stop at the budget
+                trial_callbacks.append(StopAtEnvSteps(data, budget))
             # The trial's whole plan; a resumed execution (or a Hyperband child) continues where it stands.
             epoch, plan = remaining_plan(plan_epochs(data.updates_for(budget, from_start=True), steps_per_epoch),
                                          int(agent.num_gradient_steps.numpy()))
