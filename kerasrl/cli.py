@@ -539,10 +539,14 @@ def _new_agent(args: argparse.Namespace) -> tuple[kerasrl.Agent, Any]:
     if agent.default_action_noise() is not None:  # agents that explore with action noise (TD3, DDPG)
         noise = (kerasrl.noise.Gaussian(args.noise_std) if args.noise_type == "normal"
                  else kerasrl.noise.OrnsteinUhlenbeck(sigma=args.noise_std))
+    try:
+        buffer = (kerasrl.PrioritizedReplayBuffer if args.prioritized else kerasrl.ReplayBuffer)(
+            args.buffer_size, n_step=n_step, seed=args.seed, history_length=agent.history_length)
+    except ValueError as error:  # e.g. histories with --n-step episode
+        raise CLIError(f"cannot build the replay buffer for {args.algo}: {error}") from None
     data = kerasrl.EnvDataset(
         training_env(args), agent,
-        buffer=(kerasrl.PrioritizedReplayBuffer if args.prioritized else kerasrl.ReplayBuffer)(
-            args.buffer_size, n_step=n_step, seed=args.seed, history_length=agent.history_length),
+        buffer=buffer,
         batch_size=args.batch_size,
         learning_starts=args.learning_starts,
         train_freq=args.train_freq,

@@ -278,6 +278,7 @@ def test_bad_config_files_name_the_key_and_the_file(content, message, tmp_path, 
     ("lstm_td3", "Pendulum-v1", ["--pomdp", "blur"], "Unknown POMDP kind 'blur'"),
     ("lstm_td3", "BipedalWalker-v3", ["--pomdp", "remove_velocity", "--n-envs", "2"], "known tasks: Pendulum-v1"),
     ("td3", "Pendulum-v1", ["--history-length", "3"], "--history-length applies to lstm_td3, not td3"),
+    ("lstm_td3", "Pendulum-v1", ["--n-step", "episode"], "needs a whole number n_step"),
 ])
 def test_bad_pomdp_and_history_options_are_named(algo, env_id, options, message, tmp_path, capsys):
     with pytest.raises(SystemExit):
