@@ -2,6 +2,12 @@
 
     python benchmarks/on_policy.py --algo ppo --env LunarLander-v3 --steps 1000000 --seeds 0 1 2 --compare sb3 sbx \\
         --out benchmarks/results/ppo_lunar_peers.jsonl
+    python benchmarks/on_policy.py --algo ac --env CartPole-v1 --steps 100000 --seeds 0 1 2 --curve-dir curves
+
+`--algo ac` is the one-network actor-critic with Keras' CartPole example's
+settings (128-unit torso, Adam 1e-2, gamma 0.99, one episode per update) on
+one environment, evaluated after every 20 updates; its lines also give the env
+steps of the first evaluation at the task's reward threshold. No peer has it.
 
 Every library gets the same task, budget, vector env (SAME_STEP autoreset, one
 process), networks (64-64 tanh, separate policy and value) and rl-zoo's
@@ -42,6 +48,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                            "learning_rate": 8.3e-4},
     },
 }
+SETTINGS["ac"] = {"CartPole-v1": {"n_envs": 1, "hidden": [128], "gamma": 0.99, "learning_rate": 1e-2,
+                                  "updates_per_epoch": 20}}
 AGENT_KEYS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "clip_range")
 
 
@@ -80,6 +88,8 @@ def run_kerasrl(job: dict) -> dict:
     from kerasrl.training import fit_plan, plan_epochs
 
     s, seed = job["settings"], job["seed"]
+    if job["algo"] == "ac":
+        return run_actor_critic(job)
     cls = {"ppo": kerasrl.PPO, "a2c": kerasrl.A2C}[job["algo"]]
     env = vector_env(job["env"], s["n_envs"])
     takes = inspect.signature(cls.__init__).parameters
@@ -106,6 +116,44 @@ def run_kerasrl(job: dict) -> dict:
                   {"tensorflow": __import__("tensorflow").__version__, "keras": keras.__version__,
                    "kerasrl": kerasrl.__version__, "updates": int(agent.num_gradient_steps.numpy()),
                    "numpy": np.__version__})
+
+
+def run_actor_critic(job: dict) -> dict:
+    """The actor-critic of Keras' example: whole episodes, one update each, until `steps` env steps."""
+    import gymnasium as gym
+    import keras
+    import numpy as np
+    import kerasrl
+    from kerasrl.training import StopAtEnvSteps
+
+    s, seed = job["settings"], job["seed"]
+    env = gym.make(job["env"])
+    agent = kerasrl.ActorCritic.from_env(env, seed=seed, hidden=tuple(s["hidden"]), gamma=s["gamma"])
+    # One update per call (as `kerasrl train ac`), so the run stops at the budget's episode.
+    agent.compile(optimizer=keras.optimizers.Adam(s["learning_rate"]), steps_per_execution=1)
+    data = kerasrl.RolloutDataset(env, agent, episodes_per_batch=1, seed=seed)
+    reached: list[int] = []  # env steps at the evaluations that scored the reward threshold
+    threshold = env.spec.reward_threshold
+
+    class FirstAtThreshold(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if (logs or {}).get("eval_return", -np.inf) >= threshold:
+                reached.append(data.env_steps)
+
+    callbacks, curve = [StopAtEnvSteps(data, job["steps"])], None
+    if job.get("curve_dir"):
+        curve = CurveLogger(job, s, data)
+        callbacks = [*curve.callbacks(), FirstAtThreshold(), *callbacks]
+    start = time.perf_counter()
+    agent.fit(data, epochs=job["steps"], steps_per_epoch=s["updates_per_epoch"], callbacks=callbacks, verbose=0)
+    seconds = time.perf_counter() - start - (curve.eval_seconds if curve else 0.0)
+    returns = evaluate(lambda obs: agent.act(obs, deterministic=True), job["env"], job["eval_episodes"],
+                       10_000 + seed)
+    result = record(job, "kerasrl", data.env_steps, seconds, returns,
+                    {"tensorflow": __import__("tensorflow").__version__, "keras": keras.__version__,
+                     "kerasrl": kerasrl.__version__, "updates": int(agent.num_gradient_steps.numpy())})
+    result.update(reward_threshold=threshold, first_env_steps_at_threshold=reached[0] if reached else None)
+    return result
 
 
 def run_peer(job: dict) -> dict:
@@ -165,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_for(args.algo, args.env, parse_assignments(args.set, "--set"))
     if args.algo == "a2c" and "sbx" in args.compare:
         raise SystemExit("SBX has no A2C; compare with sb3 only.")
+    if args.algo == "ac" and args.compare:
+        raise SystemExit("No peer has the one-network actor-critic; run --algo ac without --compare.")
     records = []
     for seed in args.seeds:
         for lib in ["kerasrl", *args.compare]:

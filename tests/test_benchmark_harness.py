@@ -147,3 +147,19 @@ def test_on_policy_harness_runs_kerasrl_and_writes_a_curve(tmp_path, capsys):
     assert summary["kind"] == "summary" and summary["kerasrl"]["steps_per_second"] == run["steps_per_second"]
     progress = (tmp_path / "curves" / "kerasrl-ppo-CartPole-v1-seed0" / "progress.csv").read_text().splitlines()
     assert len(progress) == 3 and "eval_return" in progress[0]  # a header and two epochs of one rollout
+
+
+def test_on_policy_harness_runs_the_actor_critic_to_its_env_step_budget(tmp_path):
+    on_policy = _benchmark_module("on_policy")
+    out = tmp_path / "raw.jsonl"
+    on_policy.main(["--algo", "ac", "--env", "CartPole-v1", "--steps", "300", "--seeds", "1", "--eval-episodes", "1",
+                    "--set", "updates_per_epoch=2", "--curve-dir", str(tmp_path / "curves"),
+                    "--curve-eval-episodes", "1", "--out", str(out)])
+    run = json.loads(out.read_text().splitlines()[0])
+    # Whole episodes, one update each, stopped after the episode that crossed the budget.
+    assert 300 <= run["env_steps"] < 800 and run["versions"]["updates"] < 300
+    assert run["reward_threshold"] == 475.0 and "first_env_steps_at_threshold" in run
+    rows = (tmp_path / "curves" / "kerasrl-ac-CartPole-v1-seed1" / "progress.csv").read_text().splitlines()
+    assert len(rows) >= 2 and "eval_return" in rows[0]
+    with pytest.raises(SystemExit, match="No peer"):
+        on_policy.main(["--algo", "ac", "--env", "CartPole-v1", "--compare", "sb3"])
