@@ -149,6 +149,24 @@ def test_the_update_is_the_examples_actor_critic_loss():
     np.testing.assert_allclose(float(logs["critic_loss"]), critic, rtol=1e-4)
 
 
+def test_the_actor_loss_sends_no_gradient_into_the_value_head():
+    env = gym.make("CartPole-v1")
+    agent = make_ac(env)
+    agent.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=1)
+    rng = np.random.default_rng(1)
+    batch = {"observation": rng.normal(size=(9, 4)).astype(np.float32), "action": rng.integers(0, 2, 9),
+             "return": rng.normal(size=9).astype(np.float32)}
+    features = np.asarray(agent.network.get_layer("torso")(batch["observation"]))
+    kernel, bias = agent.network.get_layer("value_head").get_weights()
+    value = features @ kernel[:, 0] + bias[0]
+    g = (batch["return"] - batch["return"].mean()) / (batch["return"].std() + np.finfo(np.float32).eps)
+    d_value = -np.clip(g - value, -1.0, 1.0)  # d Huber(g - V) / dV: only the critic moves V's own head
+    agent.update({k: keras.ops.convert_to_tensor(v) for k, v in batch.items()})
+    new_kernel, new_bias = agent.network.get_layer("value_head").get_weights()
+    np.testing.assert_allclose(new_kernel[:, 0] - kernel[:, 0], -0.1 * features.T @ d_value, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(new_bias - bias, -0.1 * d_value.sum(), rtol=1e-3, atol=1e-6)
+
+
 def test_save_load_round_trip_keeps_the_policy_and_the_optimizer(tmp_path):
     env = gym.make("CartPole-v1")
     agent = make_ac(env)
