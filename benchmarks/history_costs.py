@@ -10,7 +10,9 @@ Prints one JSON line (and appends it to --out):
 * `sample_milliseconds`: `ReplayBuffer.sample(--batch-size)` with histories,
   from a buffer of `--transitions` transitions written by `--n-envs`
   interleaved environment copies with episodes of 200 steps, against the same
-  buffer without histories (`sample_plain_milliseconds`);
+  buffer without histories (`sample_plain_milliseconds`); with `--n-step n`,
+  both buffers keep n-step returns (the histories then come from the step
+  ring, two windows per transition);
 * `ceiling_updates_per_second`: LSTM-TD3 updates on one fixed batch repeated
   (no environment), at the agent's defaults (the paper's networks) and
   `steps_per_execution` 50, the same measurement as `run.py`'s ceiling.
@@ -44,11 +46,11 @@ def median_time(fn, number: int, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def filled_buffer(history_length: int, transitions: int, n_envs: int, obs_dim: int, seed: int):
+def filled_buffer(history_length: int, transitions: int, n_envs: int, obs_dim: int, seed: int, n_step: int = 1):
     import numpy as np
     import kerasrl
 
-    buffer = kerasrl.ReplayBuffer(transitions, history_length=history_length, seed=seed)
+    buffer = kerasrl.ReplayBuffer(transitions, history_length=history_length, seed=seed, n_step=n_step, gamma=0.99)
     rng = np.random.default_rng(seed)
     for step in range(transitions // n_envs):
         obs = rng.normal(size=(n_envs, obs_dim)).astype(np.float32)
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--transitions", type=int, default=100_000)
     parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--n-step", type=int, default=1, help="n-step returns in both buffers")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ceiling-updates", type=int, default=1000)
     parser.add_argument("--out", default=None)
@@ -84,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         _, state = agent.act(obs, state=state)
     act = median_time(lambda: agent.act(obs, state=state), 2000, args.repeats)
 
-    with_history = filled_buffer(args.history_length, args.transitions, args.n_envs, 2, seed=0)
-    plain = filled_buffer(0, args.transitions, args.n_envs, 2, seed=0)
+    with_history = filled_buffer(args.history_length, args.transitions, args.n_envs, 2, seed=0, n_step=args.n_step)
+    plain = filled_buffer(0, args.transitions, args.n_envs, 2, seed=0, n_step=args.n_step)
     sample = median_time(lambda: with_history.sample(args.batch_size), 500, args.repeats)
     sample_plain = median_time(lambda: plain.sample(args.batch_size), 500, args.repeats)
 
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         "kind": "history_costs", "history_length": args.history_length, "batch_size": args.batch_size,
         "act_microseconds": act * 1e6, "sample_milliseconds": sample * 1e3,
         "sample_plain_milliseconds": sample_plain * 1e3, "ceiling_updates_per_second": n / seconds,
-        "transitions": args.transitions, "n_envs": args.n_envs,
+        "transitions": args.transitions, "n_envs": args.n_envs, "n_step": args.n_step,
         "agent": {k: agent.get_config()[k] for k in ("memory_hidden", "lstm_units", "feature_hidden", "hidden")},
         "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
