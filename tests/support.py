@@ -75,6 +75,18 @@ class NanRewardWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class InterruptAt(keras.callbacks.Callback):
+    """Stops a fit the way Ctrl-C does, at the start of epoch `epoch`."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+
+
 def make_sac(env, compile: bool = True, jit_compile: bool = False, steps_per_execution: int = 1,
              lr: float = 1e-3, **kwargs) -> kerasrl.SAC:
     """A small seeded SAC for `env`, compiled (without XLA unless asked: it compiles ~5x faster)."""

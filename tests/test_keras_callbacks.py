@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from support import make_data, make_sac, numpy_weights, weights_equal
+from support import InterruptAt, make_data, make_sac, numpy_weights, weights_equal
 
 
 def test_tensorboard_writes_event_files(tmp_path, pendulum):
@@ -78,16 +78,6 @@ def test_model_checkpoint_weights_only(tmp_path, pendulum):
     after = fresh.act(obs, deterministic=True)
     np.testing.assert_array_equal(after, agent.act(obs, deterministic=True))
     assert not np.array_equal(before, after)
-
-
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
 
 
 class EpochRecorder(keras.callbacks.Callback):

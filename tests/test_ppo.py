@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kerasrl
-from support import HIDDEN, assert_weights_equal
+from support import HIDDEN, InterruptAt, assert_weights_equal, log_softmax
 
 
 def numpy_heads(agent, obs):
@@ -24,11 +24,6 @@ def hand_batch(n: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
             "value_target": rng.normal(size=n).astype(np.float32),
             "explained_variance": np.full(n, 0.5, np.float32), "rollout": np.zeros(n, np.float32),
             "env_steps": np.int64(0)}
-
-
-def log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def tensors(batch):
@@ -190,16 +185,6 @@ def test_reward_normalisation_divides_by_the_running_return_deviation(tmp_path):
     for name in ("observation_mean", "observation_var", "return_var", "return_count"):
         np.testing.assert_array_equal(getattr(again, name).numpy(), getattr(agent, name).numpy())
     assert again.normalize_rewards and not again.normalize_observations
-
-
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
 
 
 def small_ppo(env, seed=0):
