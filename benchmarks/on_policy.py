@@ -13,9 +13,13 @@ Every library gets the same task, budget, vector env (SAME_STEP autoreset, one
 process), networks (64-64 tanh, separate policy and value) and rl-zoo's
 settings for the task (`SETTINGS`); each run is a fresh process, timed over
 its training call, then evaluated on 10 deterministic episodes. Prints one
-JSON line per run and a summary line with the medians and the ratios. With
+JSON line per run and a summary line with the medians and the ratios (as
+`run.py`'s, so `table.py` prints the README row). With
 `--curve-dir`, kerasrl's runs also write run folders for `kerasrl plot`
 (evaluations every `--eval-every` env steps, left out of the timing).
+`--summarize` runs nothing: it writes the summary of the runs already in
+`--out` for `--seeds` (the newest line per library and seed), for seeds run
+in separate invocations.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import (CurveLogger, _claim_stdout, emit, log, machine_info, median, now,  # noqa: E402
-                 parse_assignments, peer_module, peer_versions, ratio)
+from run import (CurveLogger, _claim_stdout, emit, log, machine_info, now, parse_assignments,  # noqa: E402
+                 peer_module, peer_versions, summary)
 
 # rl-zoo's settings (hyperparams/ppo.yml, a2c.yml); the learning-rate and clip schedules are left constant.
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
@@ -203,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=20_000, help="env steps between curve evaluations")
     p.add_argument("--curve-eval-episodes", type=int, default=5, help="episodes per curve evaluation")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--summarize", action="store_true",
+                   help="summarise the runs for --seeds already in --out instead of running")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     _claim_stdout()
@@ -215,33 +221,43 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("SBX has no A2C; compare with sb3 only.")
     if args.algo == "ac" and args.compare:
         raise SystemExit("No peer has the one-network actor-critic; run --algo ac without --compare.")
-    records = []
-    for seed in args.seeds:
-        for lib in ["kerasrl", *args.compare]:
-            job = {"job": lib, "algo": args.algo, "env": args.env, "steps": args.steps, "seed": seed,
-                   "settings": settings, "eval_episodes": args.eval_episodes, "curve_dir": args.curve_dir,
-                   "eval_every": args.eval_every, "curve_eval_episodes": args.curve_eval_episodes}
-            log(f"{lib} {args.algo} {args.env} seed={seed} steps={args.steps}")
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
-                                  stdout=subprocess.PIPE, text=True)
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                raise SystemExit(f"{lib} seed {seed} failed with exit status {proc.returncode}")
-            records.append(json.loads(lines[-1]))
-            emit(records[-1], args.out)
-    by_lib = {lib: [r for r in records if r["lib"] == lib] for lib in ["kerasrl", *args.compare]}
-    summary = {"kind": "summary", "algo": args.algo, "env": args.env, "steps": args.steps, "seeds": args.seeds,
-               "date": now(), "command": "python benchmarks/on_policy.py " + " ".join(sys.argv[1:] if argv is None
-                                                                                     else argv)}
-    for lib, rows in by_lib.items():
-        summary[lib] = {"steps_per_second": median([r["steps_per_second"] for r in rows]),
-                        "eval_mean": median([r["eval_mean"] for r in rows]),
-                        "steps_per_second_per_seed": [r["steps_per_second"] for r in rows],
-                        "eval_per_seed": [r["eval_mean"] for r in rows]}
-        if lib != "kerasrl":
-            summary[f"kerasrl_vs_{lib}"] = ratio([r["steps_per_second"] for r in by_lib["kerasrl"]],
-                                                 [r["steps_per_second"] for r in rows])
-    emit(summary, args.out)
+    libs = ["kerasrl", *args.compare]
+    if args.summarize:
+        records = recorded_runs(args)
+    else:
+        records = []
+        for seed in args.seeds:
+            for lib in libs:
+                job = {"job": lib, "algo": args.algo, "env": args.env, "steps": args.steps, "seed": seed,
+                       "settings": settings, "eval_episodes": args.eval_episodes, "curve_dir": args.curve_dir,
+                       "eval_every": args.eval_every, "curve_eval_episodes": args.curve_eval_episodes}
+                log(f"{lib} {args.algo} {args.env} seed={seed} steps={args.steps}")
+                proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+                                      stdout=subprocess.PIPE, text=True)
+                lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+                if proc.returncode != 0 or not lines:
+                    raise SystemExit(f"{lib} seed {seed} failed with exit status {proc.returncode}")
+                records.append(json.loads(lines[-1]))
+                emit(records[-1], args.out)
+    emit(summary(records, None, args), args.out)
+
+
+def recorded_runs(args: argparse.Namespace) -> list[dict]:
+    """The newest run line per (library, seed) in `--out` for this task, budget and `--seeds`, by seed."""
+    if not args.out or not os.path.exists(args.out):
+        raise SystemExit("--summarize reads the runs from --out; give an existing file.")
+    newest = {}
+    with open(args.out) as f:
+        for line in f:
+            r = json.loads(line)
+            if (r.get("kind") is None and (r.get("algo"), r.get("env"), r.get("steps")) ==
+                    (args.algo, args.env, args.steps) and r["seed"] in args.seeds):
+                newest[r["lib"], r["seed"]] = r
+    missing = [f"{lib} seed {seed}" for seed in args.seeds for lib in ["kerasrl", *args.compare]
+               if (lib, seed) not in newest]
+    if missing:
+        raise SystemExit(f"{args.out} has no run for {', '.join(missing)}")
+    return [newest[lib, seed] for seed in args.seeds for lib in ["kerasrl", *args.compare]]
 
 
 if __name__ == "__main__":

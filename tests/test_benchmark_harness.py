@@ -145,6 +145,13 @@ def test_on_policy_harness_runs_kerasrl_and_writes_a_curve(tmp_path, capsys):
     # 8 copies x 64 steps = 512 env steps a rollout, 2 passes of 8 minibatches each.
     assert run["lib"] == "kerasrl" and run["env_steps"] == 1024 and run["versions"]["updates"] == 32
     assert summary["kind"] == "summary" and summary["kerasrl"]["steps_per_second"] == run["steps_per_second"]
+    on_policy.main(["--algo", "ppo", "--env", "CartPole-v1", "--steps", "1024", "--seeds", "0", "--summarize",
+                    "--out", str(out)])
+    again = json.loads(out.read_text().splitlines()[-1])
+    assert again["kerasrl"] == summary["kerasrl"]  # the same run, summarised from the file
+    with pytest.raises(SystemExit, match="no run for kerasrl seed 1"):
+        on_policy.main(["--algo", "ppo", "--env", "CartPole-v1", "--steps", "1024", "--seeds", "0", "1",
+                        "--summarize", "--out", str(out)])
     progress = (tmp_path / "curves" / "kerasrl-ppo-CartPole-v1-seed0" / "progress.csv").read_text().splitlines()
     assert len(progress) == 3 and "eval_return" in progress[0]  # a header and two epochs of one rollout
 
