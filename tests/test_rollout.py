@@ -120,6 +120,12 @@ def test_box_actions_sample_a_gaussian_and_send_the_env_clipped_actions():
     np.testing.assert_allclose(rollout["log_prob"][:, 0], np.asarray(log_prob), rtol=1e-4, atol=1e-4)
     history = agent.fit(data, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    # Each rollout acts with the standard deviation as it is then (the acting snapshot's copy is renewed).
+    agent.log_std.assign([0.3])
+    rollout = data.collect()
+    out, _ = agent._heads(rollout["observation"][:, 0])
+    log_prob, _ = agent.log_prob_and_entropy(out, rollout["action"][:, 0])
+    np.testing.assert_allclose(rollout["log_prob"][:, 0], np.asarray(log_prob), rtol=1e-4, atol=1e-4)
     action = agent.act(env.reset(seed=0)[0])
     assert env.action_space.contains(action)
 

@@ -87,6 +87,8 @@ class OnPolicyAgent(Agent):
         nets = super()._numpy_policy()
         if self.normalize_observations:
             nets["observation_normalizer"] = ObservationNormalizer(self)
+        if not self.discrete:
+            nets["log_std"] = LogStdCopy(self)
         return nets
 
     def update_statistics(self, observations: np.ndarray, discounted_returns: np.ndarray) -> None:
@@ -137,9 +139,9 @@ class OnPolicyAgent(Agent):
             index = (out + gumbel).argmax(axis=-1)
             extras = {"value": value, "log_prob": np.take_along_axis(log_pi, index[:, None], axis=-1)[:, 0]}
             return index + self.action_space.start, extras
-        log_std = read_numpy(self.log_std)
-        raw = out + np.exp(log_std) * rng.standard_normal(out.shape).astype(np.float32)
-        log_prob = np.sum(-0.5 * np.square((raw - out) / np.exp(log_std)) - log_std - 0.5 * LOG_2PI, axis=-1)
+        log_std, std = nets["log_std"].log_std, nets["log_std"].std
+        raw = out + std * rng.standard_normal(out.shape).astype(np.float32)
+        log_prob = np.sum(-0.5 * np.square((raw - out) / std) - log_std - 0.5 * LOG_2PI, axis=-1)
         extras = {"value": value, "log_prob": log_prob.astype(np.float32), "raw_action": raw.astype(np.float32)}
         return self._env_action(raw), extras
 
@@ -194,6 +196,22 @@ class ObservationNormalizer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         clip = self.agent.clip_observations
         return np.clip((x - self.mean) / self.std, -clip, clip).astype(np.float32)
+
+
+class LogStdCopy:
+    """The numpy copy of a Gaussian policy's log standard deviation, renewed with the acting snapshot.
+
+    (An eager read of the variable at every step cost ~9 µs, a quarter of a
+    small policy's step.)
+    """
+
+    def __init__(self, agent: OnPolicyAgent):
+        self.agent = agent
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.log_std = read_numpy(self.agent.log_std)
+        self.std = np.exp(self.log_std)
 
 
 def _merge_moments(mean: Any, var: Any, count: Any, batch: np.ndarray) -> None:
