@@ -56,7 +56,7 @@ class KerasrlRun:
 
 class Algo(NamedTuple):
     kerasrl: Callable[[Any, int, dict], KerasrlRun]  # (env, seed, settings) -> KerasrlRun
-    peer: Callable[[Any, int, dict, str], Any]  # (env, seed, settings, "sb3" | "sbx") -> an SB3 or SBX model
+    peer: Callable[[Any, int, dict, str], Any] | None  # (env, seed, settings, "sb3" | "sbx") -> an SB3 or SBX model
     defaults: dict
     env_defaults: dict = {}  # env id -> settings overriding `defaults` (rl-zoo's per-env tuning)
 
@@ -283,11 +283,38 @@ def peer_ddpg(env: Any, seed: int, s: dict, lib: str) -> Any:
     return peer_td3(env, seed, s, lib, ddpg=True)
 
 
+# LSTM-TD3 with the paper's settings (Meng et al. 2021; benchmarks/pomdp.py uses the same), for the ceiling
+# and fit_vs_ceiling.py: no peer library has it.
+LSTM_TD3_DEFAULTS = {
+    "history_length": 5, "learning_rate": 1e-3, "buffer_size": 1_000_000, "learning_starts": 1000,
+    "batch_size": 100, "gamma": 0.99, "tau": 0.005, "train_freq": 1, "gradient_steps": 1, "noise_std": 0.1,
+    "policy_delay": 2, "target_noise": 0.2, "target_noise_clip": 0.5, "dtype": "float32",
+}
+
+
+def kerasrl_lstm_td3(env: Any, seed: int, s: dict) -> KerasrlRun:
+    import keras
+    import kerasrl
+    from kerasrl import callbacks as rlcb, noise
+
+    agent = kerasrl.LSTMTD3.from_env(env, history_length=s["history_length"], gamma=s["gamma"], tau=s["tau"],
+                                     policy_delay=s["policy_delay"], target_noise=s["target_noise"],
+                                     target_noise_clip=s["target_noise_clip"], dtype=s["dtype"], seed=seed)
+    buffer = kerasrl.ReplayBuffer(s["buffer_size"], history_length=s["history_length"], seed=seed)
+    return KerasrlRun(
+        agent=agent,
+        optimizer=keras.optimizers.Adam(s["learning_rate"]),
+        dataset_kwargs=replay_kwargs(s, seed, buffer, action_noise=noise.Gaussian(s["noise_std"])),
+        callbacks=[rlcb.SoftTargetUpdate(tau=s["tau"])],
+    )
+
+
 ALGOS: dict[str, Algo] = {
     "sac": Algo(kerasrl_sac, peer_sac, SAC_DEFAULTS, SAC_ENV_DEFAULTS),
     "dqn": Algo(kerasrl_dqn, peer_dqn, DQN_DEFAULTS, DQN_ENV_DEFAULTS),
     "td3": Algo(kerasrl_td3, peer_td3, TD3_DEFAULTS),
     "ddpg": Algo(kerasrl_ddpg, peer_ddpg, TD3_DEFAULTS),
+    "lstm_td3": Algo(kerasrl_lstm_td3, None, LSTM_TD3_DEFAULTS),
 }
 
 
@@ -749,7 +776,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-process", action="store_true",
                    help="run every job in this process instead of one fresh process per job")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.compare and ALGOS[args.algo].peer is None:
+        p.error(f"no peer library has {args.algo}: run it without --compare")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -98,6 +98,9 @@ def test_compare_checks_the_flags_before_running_anything():
     with pytest.raises(SystemExit):
         harness.parse_args(["--compare", "torchrl"])
     assert harness.parse_args(["--compare", "sb3", "sbx"]).compare == ["sb3", "sbx"]
+    with pytest.raises(SystemExit):  # no peer has LSTM-TD3: its runs and ceiling are kerasrl's alone
+        harness.parse_args(["--algo", "lstm_td3", "--compare", "sb3"])
+    assert harness.parse_args(["--algo", "lstm_td3"]).algo == "lstm_td3"
 
 
 def test_table_row_prints_every_figure_from_the_summary_line(tmp_path):
