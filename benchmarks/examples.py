@@ -33,6 +33,7 @@ STATED_RETURNS = {
     "actor_critic_cartpole": {"": 475.0},  # gymnasium's reward_threshold for CartPole-v1
     "dqn_lunarlander": {"": 150.0},
     "dqn_cartpole": {"": 475.0},  # gymnasium's reward_threshold for CartPole-v1
+    "ppo_lunarlander": {"": 200.0},  # gymnasium's reward_threshold for LunarLander-v3
     "sac_pendulum": {"": -200.0},
     "tune_sac": {"after more training": -200.0},
 }
