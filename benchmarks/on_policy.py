@@ -52,15 +52,45 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                            "learning_rate": 8.3e-4},
     },
 }
+# PyBullet: rl-zoo's pybullet settings for PPO and A2C (VecNormalize of observations and rewards,
+# 256-256 ReLU networks, log_std_init -2) without gSDE, which kerasrl does not have; every library
+# here runs plain Gaussian exploration. rl-zoo's A2C learning rate is linear from 9.6e-4, kept constant.
+SETTINGS["ppo"]["HalfCheetahBulletEnv-v0"] = {
+    "n_envs": 16, "n_steps": 512, "batch_size": 128, "n_epochs": 20, "gamma": 0.99, "gae_lambda": 0.9,
+    "ent_coef": 0.0, "learning_rate": 3e-5, "clip_range": 0.4, "max_grad_norm": 0.5, "vf_coef": 0.5,
+    "normalize": True, "hidden": [256, 256], "activation": "relu", "log_std_init": -2.0}
+SETTINGS["a2c"]["HalfCheetahBulletEnv-v0"] = {
+    "n_envs": 4, "n_steps": 8, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.0, "learning_rate": 9.6e-4,
+    "max_grad_norm": 0.5, "vf_coef": 0.4, "normalize": True, "hidden": [256, 256], "activation": "relu",
+    "log_std_init": -2.0}
 SETTINGS["ac"] = {"CartPole-v1": {"n_envs": 1, "hidden": [128], "gamma": 0.99, "learning_rate": 1e-2,
                                   "updates_per_epoch": 20}}
-AGENT_KEYS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "clip_range")
+AGENT_KEYS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "clip_range", "max_grad_norm",
+              "vf_coef", "log_std_init")
+NETWORK = {"hidden": [64, 64], "activation": "tanh", "normalize": False}  # unless a task's settings say otherwise
 
 
 def settings_for(algo: str, env_id: str, overrides: dict) -> dict:
     if env_id not in SETTINGS[algo]:
         raise SystemExit(f"no settings for {algo} on {env_id}; known: {', '.join(SETTINGS[algo])}")
-    return {**SETTINGS[algo][env_id], **overrides}
+    return {**(NETWORK if algo != "ac" else {}), **SETTINGS[algo][env_id], **overrides}
+
+
+def register_bullet(env_id: str) -> None:
+    """Registers the PyBullet tasks without importing kerasrl (and TensorFlow) into a peer's process."""
+    if "Bullet" not in env_id:
+        return
+    import importlib.util
+
+    import gymnasium as gym
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kerasrl", "envs", "bullet.py")
+    spec = importlib.util.spec_from_file_location("kerasrl_bullet_envs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    robot_env, threshold = module.BULLET_ENVS[env_id]
+    gym.register(env_id, entry_point=module.BulletEnv, kwargs={"robot_env": robot_env},
+                 max_episode_steps=module.MAX_EPISODE_STEPS, reward_threshold=threshold)
 
 
 def vector_env(env_id: str, n_envs: int) -> Any:
@@ -97,7 +127,9 @@ def run_kerasrl(job: dict) -> dict:
     cls = {"ppo": kerasrl.PPO, "a2c": kerasrl.A2C}[job["algo"]]
     env = vector_env(job["env"], s["n_envs"])
     takes = inspect.signature(cls.__init__).parameters
-    agent = cls.from_env(env, seed=seed, hidden=(64, 64), **{k: v for k, v in s.items() if k in AGENT_KEYS and k in takes})
+    agent = cls.from_env(env, seed=seed, hidden=tuple(s["hidden"]), activation=s["activation"],
+                         normalize_observations=s["normalize"], normalize_rewards=s["normalize"],
+                         **{k: v for k, v in s.items() if k in AGENT_KEYS and k in takes})
     optimizer = agent.default_optimizer()
     agent.compile(optimizer=type(optimizer).from_config({**optimizer.get_config(), "learning_rate": s["learning_rate"]}))
     data = kerasrl.RolloutDataset(env, agent, seed=seed)
@@ -166,20 +198,40 @@ def run_peer(job: dict) -> dict:
         sys.modules["tensorflow"] = None  # as in run.py: a JAX user has no TensorFlow
     from stable_baselines3.common.env_util import make_vec_env
 
+    from stable_baselines3.common.vec_env import VecNormalize
+
     s, seed = job["settings"], job["seed"]
+    register_bullet(job["env"])
     module = peer_module(lib)
     cls = getattr(module, job["algo"].upper())
-    kwargs = {k: v for k, v in s.items() if k in AGENT_KEYS}
+    kwargs = {k: v for k, v in s.items() if k in AGENT_KEYS and k != "log_std_init"}
     if job["algo"] == "a2c":
         kwargs.pop("batch_size", None), kwargs.pop("n_epochs", None), kwargs.pop("clip_range", None)
-    policy_kwargs = {"net_arch": dict(pi=[64, 64], vf=[64, 64])} if lib == "sb3" else {"net_arch": [64, 64]}
-    model = cls("MlpPolicy", make_vec_env(job["env"], n_envs=s["n_envs"], seed=seed),
-                learning_rate=s["learning_rate"], policy_kwargs=policy_kwargs, seed=seed, verbose=0, **kwargs)
+    hidden = list(s["hidden"])
+    if lib == "sb3":
+        import torch
+
+        policy_kwargs = {"net_arch": dict(pi=hidden, vf=hidden),
+                         "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[s["activation"]]}
+    else:
+        import flax.linen
+
+        policy_kwargs = {"net_arch": hidden, "activation_fn": getattr(flax.linen, s["activation"])}
+    if "log_std_init" in s:
+        policy_kwargs["log_std_init"] = s["log_std_init"]
+    env = make_vec_env(job["env"], n_envs=s["n_envs"], seed=seed)
+    if s["normalize"]:
+        env = VecNormalize(env, gamma=s["gamma"])
+    model = cls("MlpPolicy", env, learning_rate=s["learning_rate"], policy_kwargs=policy_kwargs, seed=seed,
+                verbose=0, **kwargs)
     start = time.perf_counter()
     model.learn(total_timesteps=job["steps"])
     seconds = time.perf_counter() - start
-    returns = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], job["env"], job["eval_episodes"],
-                       10_000 + seed)
+    if s["normalize"]:
+        env.training = False  # evaluation normalises with the statistics as training left them
+    scale = env.normalize_obs if s["normalize"] else (lambda obs: obs)
+    returns = evaluate(lambda obs: model.predict(scale(obs), deterministic=True)[0], job["env"],
+                       job["eval_episodes"], 10_000 + seed)
     return record(job, lib, int(model.num_timesteps), seconds, returns, peer_versions(lib, model))
 
 
