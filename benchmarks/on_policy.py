@@ -55,6 +55,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 # PyBullet: rl-zoo's pybullet settings for PPO and A2C (VecNormalize of observations and rewards,
 # 256-256 ReLU networks, log_std_init -2) without gSDE, which kerasrl does not have; every library
 # here runs plain Gaussian exploration. rl-zoo's A2C learning rate is linear from 9.6e-4, kept constant.
+# (Written from memory of rl-zoo's ppo.yml and a2c.yml, which were not at hand: check before quoting.)
 SETTINGS["ppo"]["HalfCheetahBulletEnv-v0"] = {
     "n_envs": 16, "n_steps": 512, "batch_size": 128, "n_epochs": 20, "gamma": 0.99, "gae_lambda": 0.9,
     "ent_coef": 0.0, "learning_rate": 3e-5, "clip_range": 0.4, "max_grad_norm": 0.5, "vf_coef": 0.5,
@@ -197,7 +198,6 @@ def run_peer(job: dict) -> dict:
     if lib == "sbx" and "tensorflow" not in sys.modules:
         sys.modules["tensorflow"] = None  # as in run.py: a JAX user has no TensorFlow
     from stable_baselines3.common.env_util import make_vec_env
-
     from stable_baselines3.common.vec_env import VecNormalize
 
     s, seed = job["settings"], job["seed"]
