@@ -135,6 +135,12 @@ MUTATIONS = [
     Mutation("dueling-acting-no-mean-subtraction", "kerasrl/networks.py",
              "return z[:, :1] + advantage - advantage.mean(axis=-1, keepdims=True)",
              "return z[:, :1] + advantage", DQN),
+    Mutation("lstm-acting-forget-gate-dropped", "kerasrl/networks.py",
+             "c[b, j] = z[units + j] * c[b, j] + z[j] * z[2 * units + j]", "c[b, j] = z[j] * z[2 * units + j]",
+             ("tests/test_lstm_td3.py",)),
+    Mutation("memory-acting-past-actions-dropped", "kerasrl/networks.py",
+             "past[:, obs_dim:] = history_action.reshape(batch * length, act_dim)", "past[:, obs_dim:] = 0",
+             ("tests/test_lstm_td3.py",)),
     # Replay: what the updates learn from
     Mutation("nstep-discount-off-by-one", "kerasrl/buffers.py",
              'rows["discount"].append(self.gamma ** (length - i))', 'rows["discount"].append(self.gamma ** (length - i - 1))',

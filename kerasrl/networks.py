@@ -246,12 +246,17 @@ def memory_network(
     return keras.Model(inputs, output, name=name)
 
 
+_ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "elu": 3, "sigmoid": 4}  # as `_activate` reads them
+
+
 class NumpyMemoryNet:
-    """A frozen numpy copy of a `memory_network`, for acting without TensorFlow.
+    """A frozen copy of a `memory_network`, for acting without TensorFlow.
 
     Called with the current observations (B, obs_dim) and the history arrays
     (B, L, ...) and mask (B, L); the LSTM steps only where the mask is set,
-    as Keras' masked LSTM does.
+    as Keras' masked LSTM does. The whole forward pass is one compiled call
+    (`_memory_forward`) over the weights packed into one array: a numpy call
+    per layer costs more than the layer itself at one observation.
     """
 
     def __init__(self, model: keras.Model):
@@ -261,90 +266,218 @@ class NumpyMemoryNet:
     def refresh(self) -> None:
         """Reads the current weights."""
         layers = {layer.name: layer for layer in self.model.layers}
+        parts: list[np.ndarray] = []
+        layout: list[int] = []  # read in this order by `_memory_forward`, see `_dense_stack`
 
-        def stack(prefix: str) -> list[tuple[np.ndarray, np.ndarray, Callable]]:
-            found, i = [], 0
-            while f"{prefix}_{i}" in layers:
-                layer = layers[f"{prefix}_{i}"]
-                found.append((read_numpy(layer.kernel), read_numpy(layer.bias),
-                              _NUMPY_ACTIVATIONS[_activation_name(layer)]))
-                i += 1
-            return found
+        def add(array: np.ndarray) -> int:
+            offset = sum(part.size for part in parts)
+            parts.append(np.asarray(array, np.float32).ravel())
+            return offset
 
-        self.memory_dense, self.memory_after = stack("memory_dense"), stack("memory_after")
-        self.features, self.combination = stack("feature"), stack("combination")
-        output = layers["output"]
-        self.output = (read_numpy(output.kernel), read_numpy(output.bias), _NUMPY_ACTIVATIONS[_activation_name(output)])
+        def stack(names: list[str]) -> None:
+            layout.append(len(names))
+            for name in names:
+                kernel = read_numpy(layers[name].kernel)
+                layout.extend([add(kernel), *kernel.shape, add(read_numpy(layers[name].bias)),
+                               _ACTIVATION_CODES[_activation_name(layers[name])]])
+
+        numbered = lambda prefix: [f"{prefix}_{i}" for i in range(len(layers)) if f"{prefix}_{i}" in layers]
         lstm = layers.get("memory_lstm")
-        self.lstm = None if lstm is None else tuple(read_numpy(w) for w in lstm.cell.weights)  # kernel, recurrent, bias
         self.past_actions = "history_action" in self.model.input
+        stack(numbered("feature"))
+        layout.append(int(self.past_actions))
+        stack(numbered("memory_dense"))
+        if lstm is None:
+            layout.extend([0] * 6)
+        else:
+            kernel, recurrent, bias = (read_numpy(w) for w in lstm.cell.weights)
+            layout.extend([1, add(kernel), kernel.shape[0], add(recurrent), recurrent.shape[0], add(bias)])
+        stack(numbered("memory_after"))
+        stack(numbered("combination"))
+        stack(["output"])
+        self.weights, self.layout = np.concatenate(parts), np.asarray(layout, np.int64)
+        self.memory = lstm is not None
 
     def __call__(self, observation: np.ndarray, history_observation: np.ndarray | None = None,
                  history_action: np.ndarray | None = None, history_mask: np.ndarray | None = None,
                  action: np.ndarray | None = None) -> np.ndarray:
-        x = observation if action is None else np.concatenate([observation, action], axis=-1)
-        for kernel, bias, activation in self.features:
-            x = activation(x @ kernel + bias)
-        if self.lstm is not None:
-            past = history_observation
-            if self.past_actions:
-                past = np.concatenate([past, history_action], axis=-1)
-            batch, length = past.shape[:2]
-            past = past.reshape(batch * length, -1)  # 2-D matmuls: numpy's stacked 3-D ones are slower
-            for kernel, bias, activation in self.memory_dense:
-                past = activation(past @ kernel + bias)
-            kernel, recurrent, bias = self.lstm
-            units = recurrent.shape[0]
-            projected = (past @ kernel + bias).reshape(batch, length, -1)  # the input part of every gate, at once
-            h = _lstm_window(projected, recurrent, np.ascontiguousarray(history_mask))
-            for kernel, bias, activation in self.memory_after:
-                h = activation(h @ kernel + bias)
-            x = np.concatenate([h, x], axis=-1)
-        for kernel, bias, activation in self.combination:
-            x = activation(x @ kernel + bias)
-        kernel, bias, activation = self.output
-        return activation(x @ kernel + bias)
+        current = observation if action is None else np.concatenate([observation, action], axis=-1)
+        if not self.memory:
+            history_observation = history_action = _NO_HISTORY
+            history_mask = _NO_MASK
+        elif not self.past_actions:
+            history_action = _NO_HISTORY
+        contiguous = lambda x, dtype=np.float32: np.ascontiguousarray(x, dtype)
+        return _memory_forward(contiguous(current), contiguous(history_observation), contiguous(history_action),
+                               contiguous(history_mask, bool), self.weights, self.layout)
 
 
-@numba.njit(cache=True, nogil=True)
-def _lstm_window(projected: np.ndarray, recurrent: np.ndarray, mask: np.ndarray) -> np.ndarray:  # pragma: no cover
+_NO_HISTORY, _NO_MASK = np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), bool)
+
+
+# Float flags that let LLVM vectorise the kernels below (reassociated sums, reciprocals)
+# while keeping NaN and infinity semantics; "numpy" errors drop the zero-division check
+# that would keep a division loop scalar.
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
+
+
+@numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+def _tanh32(x: np.float32) -> np.float32:  # pragma: no cover
+    """tanh in float32 by the rational approximation TensorFlow's CPU kernels use (Eigen's
+    `generic_fast_tanh_float`, within ~3e-7 of the exact value): plain arithmetic, so a
+    loop of it vectorises, where numba calls libm's tanhf and expf once per element."""
+    limit = np.float32(7.90531110763549805)  # tanh rounds to +-1 beyond it
+    x = min(max(x, -limit), limit)
+    x2 = x * x
+    p = np.float32(-2.76076847742355e-16)
+    p = p * x2 + np.float32(2.00018790482477e-13)
+    p = p * x2 + np.float32(-8.60467152213735e-11)
+    p = p * x2 + np.float32(5.12229709037114e-08)
+    p = p * x2 + np.float32(1.48572235717979e-05)
+    p = p * x2 + np.float32(6.37261928875436e-04)
+    p = p * x2 + np.float32(4.89352455891786e-03)
+    q = np.float32(1.19825839466702e-06)
+    q = q * x2 + np.float32(1.18534705686654e-04)
+    q = q * x2 + np.float32(2.26843463243900e-03)
+    q = q * x2 + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+@numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+def _add_product(z: np.ndarray, x: np.ndarray, matrix: np.ndarray) -> None:  # pragma: no cover
+    """z += x @ matrix for rows z (R, n) and x (R, k): four matrix rows at a time, each group
+    read once for all R rows while it is in the L1 cache, and a quarter of the loads and
+    stores of z. The matrices (256 KB for an LSTM of 128) stream from L2 once per call."""
+    rows = x.shape[0]
+    depth, columns = matrix.shape
+    k = 0
+    while k + 4 <= depth:
+        m0, m1, m2, m3 = matrix[k], matrix[k + 1], matrix[k + 2], matrix[k + 3]
+        for r in range(rows):
+            x0, x1, x2, x3 = x[r, k], x[r, k + 1], x[r, k + 2], x[r, k + 3]
+            zr = z[r]
+            for j in range(columns):
+                zr[j] += (x0 * m0[j] + x1 * m1[j]) + (x2 * m2[j] + x3 * m3[j])
+        k += 4
+    for k in range(k, depth):
+        m = matrix[k]
+        for r in range(rows):
+            xk, zr = x[r, k], z[r]
+            for j in range(columns):
+                zr[j] += xk * m[j]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _lstm_window(inputs: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray,
+                 mask: np.ndarray) -> np.ndarray:  # pragma: no cover
     """The LSTM over a window, from zero state: the last h of each row (B, units).
 
-    `projected` (B, L, 4 units) holds each step's input part of the gates,
-    Keras' order (input, forget, cell, output); a row steps only where `mask`
-    (B, L) is set, as Keras' masked LSTM does. One compiled loop: the recurrent
+    `inputs` (B, L, d) are the steps; a row steps only where `mask` (B, L) is
+    set, as Keras' masked LSTM does. One compiled loop, in float32 as Keras
+    computes it, gates in Keras' order (input, forget, cell, output): the
     products of a few rows are cheaper here than through BLAS calls (and its
-    threads), and the gate arithmetic costs no numpy calls. The gates are
-    float32, as Keras computes them, one activation per loop (half the time of
-    float64 arithmetic mixed into one loop), and a row's first step skips the
-    recurrent product (h is still zero).
+    threads, which compete with a running update); the input part of every
+    step's gates comes first, in one pass over the kernel; a row's first step
+    skips the recurrent product (h is still zero); the gates are vectorised
+    arithmetic (`_tanh32`, and sigmoid(x) = (1 + tanh(x / 2)) / 2).
     """
-    batch, length, four_units = projected.shape
-    units = four_units // 4
-    one = np.float32(1.0)
+    batch, length, depth = inputs.shape
+    units = recurrent.shape[0]
+    four_units = 4 * units
+    half = np.float32(0.5)
+    projected = np.empty((batch * length, four_units), np.float32)
+    projected[:] = bias
+    _add_product(projected, inputs.reshape(batch * length, depth), kernel)
     h = np.zeros((batch, units), np.float32)
     c = np.zeros((batch, units), np.float32)
-    z = np.empty(four_units, np.float32)
     for b in range(batch):
         started = False
         for t in range(length):
             if not mask[b, t]:
                 continue
-            z[:] = projected[b, t]
+            z = projected[b * length + t: b * length + t + 1]
             if started:
-                for k in range(units):  # z += h[b] @ recurrent, row by row of the recurrent kernel (contiguous)
-                    hk = h[b, k]
-                    for j in range(four_units):
-                        z[j] += hk * recurrent[k, j]
+                _add_product(z, h[b: b + 1], recurrent)
             started = True
+            z = z[0]
             for j in range(2 * units):  # input and forget gates
-                z[j] = one / (one + np.exp(-z[j]))
+                z[j] = half * _tanh32(half * z[j]) + half
             for j in range(3 * units, four_units):  # output gate
-                z[j] = one / (one + np.exp(-z[j]))
+                z[j] = half * _tanh32(half * z[j]) + half
             for j in range(2 * units, 3 * units):  # cell candidate
-                z[j] = np.tanh(z[j])
+                z[j] = _tanh32(z[j])
             for j in range(units):
                 c[b, j] = z[units + j] * c[b, j] + z[j] * z[2 * units + j]
             for j in range(units):
-                h[b, j] = z[3 * units + j] * np.tanh(c[b, j])
+                h[b, j] = z[3 * units + j] * _tanh32(c[b, j])
     return h
+
+
+@numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+def _activate(x: np.ndarray, code: int) -> None:  # pragma: no cover
+    """An activation in place, by its `_ACTIVATION_CODES` code (one loop per kind, so each vectorises)."""
+    flat = x.reshape(-1)
+    if code == 1:
+        for i in range(flat.size):
+            flat[i] = max(flat[i], np.float32(0.0))
+    elif code == 2:
+        for i in range(flat.size):
+            flat[i] = _tanh32(flat[i])
+    elif code == 3:
+        for i in range(flat.size):
+            flat[i] = flat[i] if flat[i] > 0 else np.expm1(flat[i])
+    elif code == 4:
+        for i in range(flat.size):
+            flat[i] = np.float32(0.5) * _tanh32(np.float32(0.5) * flat[i]) + np.float32(0.5)
+
+
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _dense_stack(x: np.ndarray, weights: np.ndarray, layout: np.ndarray, at: int) -> tuple[np.ndarray, int]:  # pragma: no cover
+    """x (R, d) through the Dense layers that `layout[at:]` describes: their count, then per layer
+    the kernel's offset in `weights`, its two dimensions, the bias' offset and the activation.
+    Returns the output and the position in `layout` after the stack."""
+    count = layout[at]
+    at += 1
+    for _ in range(count):
+        offset, depth, units, bias, code = layout[at], layout[at + 1], layout[at + 2], layout[at + 3], layout[at + 4]
+        at += 5
+        out = np.empty((x.shape[0], units), np.float32)
+        out[:] = weights[bias: bias + units]
+        _add_product(out, x, weights[offset: offset + depth * units].reshape(depth, units))
+        _activate(out, code)
+        x = out
+    return x, at
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _memory_forward(current: np.ndarray, history_observation: np.ndarray, history_action: np.ndarray,
+                    mask: np.ndarray, weights: np.ndarray, layout: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """A `memory_network`'s forward pass, as `NumpyMemoryNet.refresh` packed it: features over
+    `current` (B, d); memory Dense over the past steps, the LSTM over the window, Dense after
+    it; the combination over [memory, features]; the output layer."""
+    x, at = _dense_stack(current, weights, layout, 0)
+    past_actions = layout[at] == 1
+    batch, length, obs_dim = history_observation.shape
+    act_dim = history_action.shape[2] if past_actions else 0
+    past = np.empty((batch * length, obs_dim + act_dim), np.float32)
+    past[:, :obs_dim] = history_observation.reshape(batch * length, obs_dim)
+    if past_actions:
+        past[:, obs_dim:] = history_action.reshape(batch * length, act_dim)
+    past, at = _dense_stack(past, weights, layout, at + 1)
+    has_lstm, kernel, depth, recurrent, units, bias = layout[at: at + 6]
+    at += 6
+    if has_lstm:
+        four_units = 4 * units
+        h = _lstm_window(past.reshape(batch, length, depth), weights[kernel: kernel + depth * four_units].reshape(
+            depth, four_units), weights[recurrent: recurrent + units * four_units].reshape(units, four_units),
+                         weights[bias: bias + four_units], mask)
+        h, at = _dense_stack(h, weights, layout, at)
+        combined = np.empty((batch, h.shape[1] + x.shape[1]), np.float32)
+        combined[:, :h.shape[1]] = h
+        combined[:, h.shape[1]:] = x
+        x = combined
+    else:
+        at += 1  # the empty memory_after stack
+    x, at = _dense_stack(x, weights, layout, at)
+    x, at = _dense_stack(x, weights, layout, at)
+    return x
