@@ -30,12 +30,16 @@ class HistoryState(NamedTuple):
 
 @numba.njit(cache=True, nogil=True)
 def _shifted(observations: np.ndarray, actions: np.ndarray, mask: np.ndarray, observation: np.ndarray,
-             action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
-    """The windows moved on by one step: each drops its oldest step and ends with the new one
-    (one compiled call for the three arrays: the acting hot path pays it every step)."""
+             action: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The windows moved on by one step: each drops its oldest step and ends with the new one,
+    the action (B, act_dim) taken from the Box [low, high] to [-1, 1] as `spaces.box_to_unit`
+    does, in float32. One compiled call: the acting hot path pays it every step."""
     new_observations, new_actions, new_mask = np.empty_like(observations), np.empty_like(actions), np.empty_like(mask)
     new_observations[:, :-1], new_observations[:, -1] = observations[:, 1:], observation
-    new_actions[:, :-1], new_actions[:, -1] = actions[:, 1:], action
+    new_actions[:, :-1] = actions[:, 1:]
+    for b in range(action.shape[0]):
+        for j in range(action.shape[1]):
+            new_actions[b, -1, j] = np.float32(2.0) * (action[b, j] - low[j]) / (high[j] - low[j]) - np.float32(1.0)
     new_mask[:, :-1], new_mask[:, -1] = mask[:, 1:], True
     return new_observations, new_actions, new_mask
 
@@ -178,9 +182,10 @@ class LSTMTD3(TD3):
         """`advance_state` for a batch already checked (the acting hot path checks it once, in act or the loop)."""
         if not self.history_length:
             return state
-        unit = spaces.box_to_unit(self.action_space, np.reshape(action, (len(obs),) + self.action_space.shape))
+        space = self.action_space
         return HistoryState(*_shifted(state.observation, state.action, state.mask, self._preprocess_numpy(obs),
-                                      unit.reshape(len(obs), self.act_dim)))
+                                      np.asarray(action, np.float32).reshape(len(obs), self.act_dim),
+                                      np.asarray(space.low, np.float32).ravel(), np.asarray(space.high, np.float32).ravel()))
 
     def check_state(self, state: Any, batch_size: int) -> HistoryState:
         if not isinstance(state, HistoryState) or state.mask.shape != (batch_size, self.history_length):
