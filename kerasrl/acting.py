@@ -80,11 +80,13 @@ class AgentPolicy(Policy):
         return self.agent.reset_state(state, starts) if self.agent.stateful else state
 
     def select(self, observation: np.ndarray, state: Any) -> np.ndarray:
-        nets = self.agent.policy_snapshot() if self.nets is None else self.nets
-        return self.agent._select(nets, observation, state, self.deterministic, self.rng)
+        return self.agent._select(self._nets(), observation, state, self.deterministic, self.rng)
 
     def advance(self, state: Any, observation: np.ndarray, action: np.ndarray) -> Any:
-        return self.agent._advance_state(state, observation, action) if self.agent.stateful else state
+        return self.agent._advance_state(state, observation, action, self._nets()) if self.agent.stateful else state
+
+    def _nets(self) -> dict:
+        return self.agent.policy_snapshot() if self.nets is None else self.nets
 
 
 class _Wrapper(Policy):

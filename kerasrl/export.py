@@ -31,6 +31,7 @@ import os
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasrl import spaces
@@ -75,7 +76,8 @@ class PolicyModel(keras.Model):
         if not agent.stateful:
             return [observation]
         state = [tf.TensorSpec((None,) + value.shape[1:], value.dtype, name=f"history_{name}")
-                 for name, value in agent.initial_state(1)._asdict().items()]
+                 for name, value in agent.initial_state(1)._asdict().items()
+                 if isinstance(value, np.ndarray)]  # not the numpy actor's cache
         return [[observation, *state]]
 
 

@@ -261,10 +261,12 @@ class NumpyMemoryNet:
 
     def __init__(self, model: keras.Model):
         self.model = model
+        self.version = -1
         self.refresh()
 
     def refresh(self) -> None:
-        """Reads the current weights."""
+        """Reads the current weights (and counts a new `version`: runs made before it are stale)."""
+        self.version += 1
         layers = {layer.name: layer for layer in self.model.layers}
         parts: list[np.ndarray] = []
         layout: list[int] = []  # read in this order by `_memory_forward`, see `_dense_stack`
@@ -307,9 +309,36 @@ class NumpyMemoryNet:
             history_mask = _NO_MASK
         elif not self.past_actions:
             history_action = _NO_HISTORY
-        contiguous = lambda x, dtype=np.float32: np.ascontiguousarray(x, dtype)
-        return _memory_forward(contiguous(current), contiguous(history_observation), contiguous(history_action),
-                               contiguous(history_mask, bool), self.weights, self.layout)
+        return _memory_forward(_contiguous(current), _contiguous(history_observation), _contiguous(history_action),
+                               _contiguous(history_mask, bool), self.weights, self.layout)
+
+    # Incremental acting. The window's LSTM starts from zero at its oldest step, so the next
+    # window's cannot go on from it; but each window is a suffix of the ones before it. The
+    # runs of a window are the LSTM's state (h, c) after it from each of its L start steps, oldest
+    # first (B, L, units): run 0 is the window's own, and one step on, runs 1..L-1 are runs
+    # 0..L-2 of the next window. Advancing all of them by a step reads the recurrent kernel
+    # once, where the window pass reads it once per step.
+
+    def runs(self, history_observation: np.ndarray, history_action: np.ndarray | None,
+             history_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The runs `(h, c)` of windows (B, L, ...), each (B, L, units)."""
+        history_action = history_action if self.past_actions else _NO_HISTORY
+        return _window_runs(_contiguous(history_observation), _contiguous(history_action),
+                            _contiguous(history_mask, bool), self.weights, self.layout)
+
+    def advance_runs(self, h: np.ndarray, c: np.ndarray, observation: np.ndarray,
+                     action: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The runs after the window moves on by the past step (observation (B, obs_dim), action (B, act_dim))."""
+        step = np.concatenate([observation, action], axis=-1) if self.past_actions else observation
+        return _runs_step(h, c, _contiguous(step), np.ones(len(step), bool), self.weights, self.layout)
+
+    def from_runs(self, observation: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """The output for the current observations given run 0's `h` (B, units): as `__call__` on the window."""
+        return _runs_output(_contiguous(observation), _contiguous(h), self.weights, self.layout)
+
+
+def _contiguous(x: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype)
 
 
 _NO_HISTORY, _NO_MASK = np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), bool)
@@ -347,13 +376,29 @@ def _tanh32(x: np.float32) -> np.float32:  # pragma: no cover
 def _add_product(z: np.ndarray, x: np.ndarray, matrix: np.ndarray) -> None:  # pragma: no cover
     """z += x @ matrix for rows z (R, n) and x (R, k): four matrix rows at a time, each group
     read once for all R rows while it is in the L1 cache, and a quarter of the loads and
-    stores of z. The matrices (256 KB for an LSTM of 128) stream from L2 once per call."""
+    stores of z; rows of z four at a time, so each load of the matrix serves sixteen products
+    (a 128x512 kernel: 4 rows 10.6 -> 7.6 us). The matrices (256 KB for an LSTM of 128)
+    stream from L2 once per call. Each row's sums are in the same order however many rows."""
     rows = x.shape[0]
     depth, columns = matrix.shape
     k = 0
     while k + 4 <= depth:
         m0, m1, m2, m3 = matrix[k], matrix[k + 1], matrix[k + 2], matrix[k + 3]
-        for r in range(rows):
+        r = 0
+        while r + 4 <= rows:
+            a0, a1, a2, a3 = x[r, k], x[r, k + 1], x[r, k + 2], x[r, k + 3]
+            b0, b1, b2, b3 = x[r + 1, k], x[r + 1, k + 1], x[r + 1, k + 2], x[r + 1, k + 3]
+            c0, c1, c2, c3 = x[r + 2, k], x[r + 2, k + 1], x[r + 2, k + 2], x[r + 2, k + 3]
+            d0, d1, d2, d3 = x[r + 3, k], x[r + 3, k + 1], x[r + 3, k + 2], x[r + 3, k + 3]
+            za, zb, zc, zd = z[r], z[r + 1], z[r + 2], z[r + 3]
+            for j in range(columns):
+                v0, v1, v2, v3 = m0[j], m1[j], m2[j], m3[j]
+                za[j] += (a0 * v0 + a1 * v1) + (a2 * v2 + a3 * v3)
+                zb[j] += (b0 * v0 + b1 * v1) + (b2 * v2 + b3 * v3)
+                zc[j] += (c0 * v0 + c1 * v1) + (c2 * v2 + c3 * v3)
+                zd[j] += (d0 * v0 + d1 * v1) + (d2 * v2 + d3 * v3)
+            r += 4
+        for r in range(r, rows):
             x0, x1, x2, x3 = x[r, k], x[r, k + 1], x[r, k + 2], x[r, k + 3]
             zr = z[r]
             for j in range(columns):
@@ -384,7 +429,6 @@ def _lstm_window(inputs: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, 
     batch, length, depth = inputs.shape
     units = recurrent.shape[0]
     four_units = 4 * units
-    half = np.float32(0.5)
     projected = np.empty((batch * length, four_units), np.float32)
     projected[:] = bias
     _add_product(projected, inputs.reshape(batch * length, depth), kernel)
@@ -399,18 +443,27 @@ def _lstm_window(inputs: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, 
             if started:
                 _add_product(z, h[b: b + 1], recurrent)
             started = True
-            z = z[0]
-            for j in range(2 * units):  # input and forget gates
-                z[j] = half * _tanh32(half * z[j]) + half
-            for j in range(3 * units, four_units):  # output gate
-                z[j] = half * _tanh32(half * z[j]) + half
-            for j in range(2 * units, 3 * units):  # cell candidate
-                z[j] = _tanh32(z[j])
-            for j in range(units):
-                c[b, j] = z[units + j] * c[b, j] + z[j] * z[2 * units + j]
-            for j in range(units):
-                h[b, j] = z[3 * units + j] * _tanh32(c[b, j])
+            _lstm_cell(z[0], c[b], c[b], h[b])
     return h
+
+
+@numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+def _lstm_cell(z: np.ndarray, c_before: np.ndarray, c: np.ndarray, h: np.ndarray) -> None:  # pragma: no cover
+    """One LSTM step from its pre-activations `z` (4 units, overwritten) in Keras' gate order (input,
+    forget, cell, output): `c` and `h` after it (`c` may be `c_before`). The gates are vectorised
+    arithmetic: `_tanh32`, and sigmoid(x) = (1 + tanh(x / 2)) / 2."""
+    units = h.shape[0]
+    half = np.float32(0.5)
+    for j in range(2 * units):  # input and forget gates
+        z[j] = half * _tanh32(half * z[j]) + half
+    for j in range(3 * units, 4 * units):  # output gate
+        z[j] = half * _tanh32(half * z[j]) + half
+    for j in range(2 * units, 3 * units):  # cell candidate
+        z[j] = _tanh32(z[j])
+    for j in range(units):
+        c[j] = z[units + j] * c_before[j] + z[j] * z[2 * units + j]
+    for j in range(units):
+        h[j] = z[3 * units + j] * _tanh32(c[j])
 
 
 @numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
@@ -449,6 +502,46 @@ def _dense_stack(x: np.ndarray, weights: np.ndarray, layout: np.ndarray, at: int
     return x, at
 
 
+@numba.njit(cache=True, inline="always")
+def _past_steps(history_observation: np.ndarray, history_action: np.ndarray, past_actions: bool) -> np.ndarray:  # pragma: no cover
+    """The past steps (B, L, ...) as rows (B * L, obs_dim [+ act_dim]) of [observation, action]."""
+    batch, length, obs_dim = history_observation.shape
+    act_dim = history_action.shape[2] if past_actions else 0
+    past = np.empty((batch * length, obs_dim + act_dim), np.float32)
+    past[:, :obs_dim] = history_observation.reshape(batch * length, obs_dim)
+    if past_actions:
+        past[:, obs_dim:] = history_action.reshape(batch * length, act_dim)
+    return past
+
+
+@numba.njit(cache=True, inline="always")
+def _lstm_weights(weights: np.ndarray, layout: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The LSTM's kernel (depth, 4 units), recurrent kernel (units, 4 units) and bias, from `layout[at:]`."""
+    kernel, depth, recurrent, units, bias = layout[at + 1], layout[at + 2], layout[at + 3], layout[at + 4], layout[at + 5]
+    four_units = 4 * units
+    return (weights[kernel: kernel + depth * four_units].reshape(depth, four_units),
+            weights[recurrent: recurrent + units * four_units].reshape(units, four_units),
+            weights[bias: bias + four_units])
+
+
+@numba.njit(cache=True, inline="always")
+def _skip_stack(layout: np.ndarray, at: int) -> int:  # pragma: no cover
+    return at + 1 + 5 * layout[at]
+
+
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _memory_head(x: np.ndarray, h: np.ndarray, weights: np.ndarray, layout: np.ndarray, at: int) -> np.ndarray:  # pragma: no cover
+    """From the features `x` and the LSTM's last `h` (`layout[at:]` at the Dense after the LSTM):
+    Dense after it, the combination over [memory, features], the output layer."""
+    h, at = _dense_stack(h, weights, layout, at)
+    combined = np.empty((x.shape[0], h.shape[1] + x.shape[1]), np.float32)
+    combined[:, :h.shape[1]] = h
+    combined[:, h.shape[1]:] = x
+    x, at = _dense_stack(combined, weights, layout, at)
+    x, at = _dense_stack(x, weights, layout, at)
+    return x
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _memory_forward(current: np.ndarray, history_observation: np.ndarray, history_action: np.ndarray,
                     mask: np.ndarray, weights: np.ndarray, layout: np.ndarray) -> np.ndarray:  # pragma: no cover
@@ -457,27 +550,76 @@ def _memory_forward(current: np.ndarray, history_observation: np.ndarray, histor
     it; the combination over [memory, features]; the output layer."""
     x, at = _dense_stack(current, weights, layout, 0)
     past_actions = layout[at] == 1
-    batch, length, obs_dim = history_observation.shape
-    act_dim = history_action.shape[2] if past_actions else 0
-    past = np.empty((batch * length, obs_dim + act_dim), np.float32)
-    past[:, :obs_dim] = history_observation.reshape(batch * length, obs_dim)
-    if past_actions:
-        past[:, obs_dim:] = history_action.reshape(batch * length, act_dim)
-    past, at = _dense_stack(past, weights, layout, at + 1)
-    has_lstm, kernel, depth, recurrent, units, bias = layout[at: at + 6]
-    at += 6
-    if has_lstm:
-        four_units = 4 * units
-        h = _lstm_window(past.reshape(batch, length, depth), weights[kernel: kernel + depth * four_units].reshape(
-            depth, four_units), weights[recurrent: recurrent + units * four_units].reshape(units, four_units),
-                         weights[bias: bias + four_units], mask)
-        h, at = _dense_stack(h, weights, layout, at)
-        combined = np.empty((batch, h.shape[1] + x.shape[1]), np.float32)
-        combined[:, :h.shape[1]] = h
-        combined[:, h.shape[1]:] = x
-        x = combined
-    else:
-        at += 1  # the empty memory_after stack
-    x, at = _dense_stack(x, weights, layout, at)
-    x, at = _dense_stack(x, weights, layout, at)
-    return x
+    past, at = _dense_stack(_past_steps(history_observation, history_action, past_actions), weights, layout, at + 1)
+    if layout[at] == 0:  # no LSTM: the output over the features alone
+        x, at = _dense_stack(x, weights, layout, _skip_stack(layout, at + 6))
+        x, at = _dense_stack(x, weights, layout, at)
+        return x
+    kernel, recurrent, bias = _lstm_weights(weights, layout, at)
+    batch, length = mask.shape
+    h = _lstm_window(past.reshape(batch, length, kernel.shape[0]), kernel, recurrent, bias, mask)
+    return _memory_head(x, h, weights, layout, at + 6)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _runs_step(h: np.ndarray, c: np.ndarray, step: np.ndarray, valid: np.ndarray, weights: np.ndarray,
+               layout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """The LSTM runs of each row (`NumpyMemoryNet.runs`) moved on by one past step `step` (B, d).
+
+    Run k of the result is run k + 1 given the step; the last run starts at it
+    (from zero state); run 0 of the input, which has seen L steps, is dropped.
+    A row whose step is not `valid` (before its episode) keeps all runs at zero.
+    The step's Dense layers and input projection are computed once for all L
+    runs, and the recurrent kernel is read once for all of them: the window
+    pass reads it once per step.
+    """
+    batch, length, units = h.shape
+    past_actions_at = _skip_stack(layout, 0)
+    x, at = _dense_stack(step, weights, layout, past_actions_at + 1)
+    kernel, recurrent, bias = _lstm_weights(weights, layout, at)
+    new_h = np.zeros_like(h)
+    new_c = np.zeros_like(c)
+    if not valid.any():
+        return new_h, new_c
+    projected = np.empty((batch, 4 * units), np.float32)
+    projected[:] = bias
+    _add_product(projected, x, kernel)
+    older = length - 1  # the runs that go on; the last one starts now
+    z = np.empty((batch * older, 4 * units), np.float32)
+    h_before = np.empty((batch * older, units), np.float32)
+    for b in range(batch):
+        for k in range(older):
+            z[b * older + k] = projected[b]
+            h_before[b * older + k] = h[b, k + 1]
+    _add_product(z, h_before, recurrent)
+    no_cell = np.zeros(units, np.float32)
+    for b in range(batch):
+        if not valid[b]:
+            continue
+        for k in range(older):
+            _lstm_cell(z[b * older + k], c[b, k + 1], new_c[b, k], new_h[b, k])
+        _lstm_cell(projected[b], no_cell, new_c[b, older], new_h[b, older])
+    return new_h, new_c
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _window_runs(history_observation: np.ndarray, history_action: np.ndarray, mask: np.ndarray, weights: np.ndarray,
+                 layout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """The runs (`NumpyMemoryNet.runs`) of whole windows: their steps through `_runs_step` from none."""
+    batch, length = mask.shape
+    units = layout[_skip_stack(layout, _skip_stack(layout, 0) + 1) + 4]
+    past = _past_steps(history_observation, history_action, layout[_skip_stack(layout, 0)] == 1)
+    past = past.reshape(batch, length, past.shape[1])
+    h = np.zeros((batch, length, units), np.float32)
+    c = np.zeros((batch, length, units), np.float32)
+    for t in range(length):
+        h, c = _runs_step(h, c, np.ascontiguousarray(past[:, t]), np.ascontiguousarray(mask[:, t]), weights, layout)
+    return h, c
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _runs_output(current: np.ndarray, h: np.ndarray, weights: np.ndarray, layout: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """The forward pass given the window's LSTM output `h` (B, units): features, then `_memory_head`."""
+    x, at = _dense_stack(current, weights, layout, 0)
+    at = _skip_stack(layout, at + 1)  # past the past-actions flag and the Dense before the LSTM
+    return _memory_head(x, h, weights, layout, at + 6)

@@ -70,7 +70,8 @@ class Agent(keras.Model):
     metric_names: tuple[str, ...] = ("loss",)
     # Agents with memory carry a state between steps: `act(obs, state=...)` returns
     # `(action, state)`, and they provide initial_state, reset_state, advance_state (checked;
-    # `_advance_state` skips the check for batches act or the loop already checked) and check_state.
+    # `_advance_state(state, obs, action, nets)` skips the check for batches act or the loop already
+    # checked, and may keep work for the next step of the numpy policy `nets`) and check_state.
     stateful: bool = False
     history_length: int = 0  # past steps each replay batch must carry (ReplayBuffer(history_length=...))
     # Box observations are flattened for MLPs; image torsos keep their shape.
@@ -246,7 +247,7 @@ class Agent(keras.Model):
         if not deterministic and noise is not None:
             actions = acting.add_noise(actions, noise, self.action_space)
         if self.stateful:
-            return (actions[0] if single else actions), self._advance_state(state, obs, actions)
+            return (actions[0] if single else actions), self._advance_state(state, obs, actions, nets)
         return actions[0] if single else actions
 
     def _loop(self, env: Any, deterministic: bool, **single_env_options: Any) -> acting.EnvironmentLoop:

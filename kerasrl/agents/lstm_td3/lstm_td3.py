@@ -20,12 +20,28 @@ class HistoryState(NamedTuple):
 
     `observation` (B, L, obs_dim) preprocessed observations, `action`
     (B, L, act_dim) actions in [-1, 1] units, `mask` (B, L) True on the steps
-    that exist (an episode's first step has none).
+    that exist (an episode's first step has none). `runs` is a cache of the
+    numpy actor that made it (`MemoryRuns`), not part of the state's value:
+    without it, or after the actor's weights change, acting computes it again
+    from the windows.
     """
 
     observation: np.ndarray
     action: np.ndarray
     mask: np.ndarray
+    runs: MemoryRuns | None = None
+
+
+class MemoryRuns(NamedTuple):
+    """The actor's LSTM runs over the windows (`NumpyMemoryNet.runs`), and the weights they were made with."""
+
+    actor: NumpyMemoryNet
+    version: int
+    h: np.ndarray
+    c: np.ndarray
+
+    def fresh(self, actor: NumpyMemoryNet) -> bool:
+        return self.actor is actor and self.version == actor.version
 
 
 @numba.njit(cache=True, nogil=True)
@@ -166,8 +182,11 @@ class LSTMTD3(TD3):
         if not done.any():
             return state
         keep = ~done
+        runs = state.runs
+        if runs is not None:
+            runs = runs._replace(h=runs.h * keep[:, None, None], c=runs.c * keep[:, None, None])
         return HistoryState(state.observation * keep[:, None, None], state.action * keep[:, None, None],
-                            state.mask & keep[:, None])
+                            state.mask & keep[:, None], runs)
 
     def advance_state(self, state: HistoryState, observation: Any, action: Any) -> HistoryState:
         """`state` moved on by one step: the window drops its oldest step and ends with (observation, action).
@@ -178,14 +197,22 @@ class LSTMTD3(TD3):
         obs, _ = spaces.check_batch(self.observation_space, observation, "observation")
         return self._advance_state(state, obs, action)
 
-    def _advance_state(self, state: HistoryState, obs: np.ndarray, action: Any) -> HistoryState:
-        """`advance_state` for a batch already checked (the acting hot path checks it once, in act or the loop)."""
+    def _advance_state(self, state: HistoryState, obs: np.ndarray, action: Any,
+                       nets: dict | None = None) -> HistoryState:
+        """`advance_state` for a batch already checked (the acting hot path checks it once, in act or the
+        loop), with the actor's runs moved on for the next step (`nets`: the numpy policy that acts next)."""
         if not self.history_length:
             return state
         space = self.action_space
-        return HistoryState(*_shifted(state.observation, state.action, state.mask, self._preprocess_numpy(obs),
-                                      np.asarray(action, np.float32).reshape(len(obs), self.act_dim),
-                                      np.asarray(space.low, np.float32).ravel(), np.asarray(space.high, np.float32).ravel()))
+        windows = _shifted(state.observation, state.action, state.mask, self._preprocess_numpy(obs),
+                           np.asarray(action, np.float32).reshape(len(obs), self.act_dim),
+                           np.asarray(space.low, np.float32).ravel(), np.asarray(space.high, np.float32).ravel())
+        actor = (self.policy_snapshot() if nets is None else nets)["actor"]
+        if state.runs is not None and state.runs.fresh(actor):
+            h, c = actor.advance_runs(state.runs.h, state.runs.c, windows[0][:, -1], windows[1][:, -1])
+        else:
+            h, c = actor.runs(*windows)
+        return HistoryState(*windows, MemoryRuns(actor, actor.version, h, c))
 
     def check_state(self, state: Any, batch_size: int) -> HistoryState:
         if not isinstance(state, HistoryState) or state.mask.shape != (batch_size, self.history_length):
@@ -197,7 +224,11 @@ class LSTMTD3(TD3):
 
     def _select(self, nets: dict, obs: np.ndarray, state: HistoryState, deterministic: bool,
                 rng: np.random.Generator) -> np.ndarray:
-        unit_action = nets["actor"](self._preprocess_numpy(obs), *state)
+        actor, x = nets["actor"], self._preprocess_numpy(obs)
+        if state.runs is not None and state.runs.fresh(actor):
+            unit_action = actor.from_runs(x, state.runs.h[:, 0])
+        else:
+            unit_action = actor(x, state.observation, state.action, state.mask)
         return self.scale_action(unit_action).reshape((len(obs),) + self.action_space.shape)
 
     def policy_step(self, observation: Any, history_observation: Any, history_action: Any,
