@@ -329,8 +329,8 @@ class NumpyMemoryNet:
     def advance_runs(self, h: np.ndarray, c: np.ndarray, observation: np.ndarray,
                      action: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The runs after the window moves on by the past step (observation (B, obs_dim), action (B, act_dim))."""
-        step = np.concatenate([observation, action], axis=-1) if self.past_actions else observation
-        return _runs_step(h, c, _contiguous(step), np.ones(len(step), bool), self.weights, self.layout)
+        action = action if self.past_actions else _NO_HISTORY[0]
+        return _advanced_runs(h, c, _contiguous(observation), _contiguous(action), self.weights, self.layout)
 
     def from_runs(self, observation: np.ndarray, h: np.ndarray) -> np.ndarray:
         """The output for the current observations given run 0's `h` (B, units): as `__call__` on the window."""
@@ -574,13 +574,13 @@ def _runs_step(h: np.ndarray, c: np.ndarray, step: np.ndarray, valid: np.ndarray
     pass reads it once per step.
     """
     batch, length, units = h.shape
-    past_actions_at = _skip_stack(layout, 0)
-    x, at = _dense_stack(step, weights, layout, past_actions_at + 1)
-    kernel, recurrent, bias = _lstm_weights(weights, layout, at)
     new_h = np.zeros_like(h)
     new_c = np.zeros_like(c)
     if not valid.any():
         return new_h, new_c
+    past_actions_at = _skip_stack(layout, 0)
+    x, at = _dense_stack(step, weights, layout, past_actions_at + 1)
+    kernel, recurrent, bias = _lstm_weights(weights, layout, at)
     projected = np.empty((batch, 4 * units), np.float32)
     projected[:] = bias
     _add_product(projected, x, kernel)
@@ -600,6 +600,16 @@ def _runs_step(h: np.ndarray, c: np.ndarray, step: np.ndarray, valid: np.ndarray
             _lstm_cell(z[b * older + k], c[b, k + 1], new_c[b, k], new_h[b, k])
         _lstm_cell(projected[b], no_cell, new_c[b, older], new_h[b, older])
     return new_h, new_c
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _advanced_runs(h: np.ndarray, c: np.ndarray, observation: np.ndarray, action: np.ndarray, weights: np.ndarray,
+                   layout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """`_runs_step` with the past step [observation, action] of every row (B, ...), all valid."""
+    batch = observation.shape[0]
+    past = _past_steps(observation.reshape(batch, 1, observation.shape[1]),
+                       action.reshape(action.shape[0], 1, action.shape[1]), layout[_skip_stack(layout, 0)] == 1)
+    return _runs_step(h, c, past, np.ones(batch, np.bool_), weights, layout)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")

@@ -137,14 +137,14 @@ def test_acting_from_the_kept_runs_equals_acting_from_the_window():
     obs, _ = env.reset(seed=0)
     state, rng, restarts = agent.initial_state(2), np.random.default_rng(0), 0
     for step in range(20):
-        assert step == 0 or state.runs.fresh(agent.policy_snapshot()["actor"])
+        assert step == 0 or state.runs_of(agent.policy_snapshot()["actor"]) is not None
         action, next_state = agent.act(obs, state=state, deterministic=True)
         np.testing.assert_allclose(action, agent.act(obs, state=state._replace(runs=None), deterministic=True)[0],
                                    atol=1e-6)
         if step == 9:  # new weights: the runs are stale and made again from the windows
             agent.actor.set_weights([w + rng.normal(0, 0.05, w.shape) for w in agent.actor.get_weights()])
             agent.refresh_policy()
-            assert not next_state.runs.fresh(agent.policy_snapshot()["actor"])
+            assert next_state.runs_of(agent.policy_snapshot()["actor"]) is None
         action = action + rng.normal(0, 0.5, action.shape).astype("float32")  # the taken action enters the window
         obs, _, terminated, truncated, _ = env.step(np.clip(action, -2, 2))
         state = agent.reset_state(agent.advance_state(next_state, obs, np.clip(action, -2, 2)), terminated | truncated)

@@ -31,6 +31,11 @@ class HistoryState(NamedTuple):
     mask: np.ndarray
     runs: MemoryRuns | None = None
 
+    def runs_of(self, actor: NumpyMemoryNet) -> MemoryRuns | None:
+        """The kept runs if `actor`, with its current weights, made them; else None."""
+        runs = self.runs
+        return runs if runs is not None and runs.actor is actor and runs.version == actor.version else None
+
 
 class MemoryRuns(NamedTuple):
     """The actor's LSTM runs over the windows (`NumpyMemoryNet.runs`), and the weights they were made with."""
@@ -39,9 +44,6 @@ class MemoryRuns(NamedTuple):
     version: int
     h: np.ndarray
     c: np.ndarray
-
-    def fresh(self, actor: NumpyMemoryNet) -> bool:
-        return self.actor is actor and self.version == actor.version
 
 
 @numba.njit(cache=True, nogil=True)
@@ -208,8 +210,9 @@ class LSTMTD3(TD3):
                            np.asarray(action, np.float32).reshape(len(obs), self.act_dim),
                            np.asarray(space.low, np.float32).ravel(), np.asarray(space.high, np.float32).ravel())
         actor = (self.policy_snapshot() if nets is None else nets)["actor"]
-        if state.runs is not None and state.runs.fresh(actor):
-            h, c = actor.advance_runs(state.runs.h, state.runs.c, windows[0][:, -1], windows[1][:, -1])
+        runs = state.runs_of(actor)
+        if runs is not None:
+            h, c = actor.advance_runs(runs.h, runs.c, windows[0][:, -1], windows[1][:, -1])
         else:
             h, c = actor.runs(*windows)
         return HistoryState(*windows, MemoryRuns(actor, actor.version, h, c))
@@ -225,8 +228,9 @@ class LSTMTD3(TD3):
     def _select(self, nets: dict, obs: np.ndarray, state: HistoryState, deterministic: bool,
                 rng: np.random.Generator) -> np.ndarray:
         actor, x = nets["actor"], self._preprocess_numpy(obs)
-        if state.runs is not None and state.runs.fresh(actor):
-            unit_action = actor.from_runs(x, state.runs.h[:, 0])
+        runs = state.runs_of(actor)
+        if runs is not None:
+            unit_action = actor.from_runs(x, runs.h[:, 0])
         else:
             unit_action = actor(x, state.observation, state.action, state.mask)
         return self.scale_action(unit_action).reshape((len(obs),) + self.action_space.shape)
