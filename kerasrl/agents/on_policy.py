@@ -122,6 +122,46 @@ class OnPolicyAgent(Agent):
 
         return RolloutDataset(env, self)
 
+    def make_train_function(self, force: bool = False) -> Any:
+        """Keras' multi-step train function, fetching each batch only after the step before it has run.
+
+        Keras fetches the next batch while the current step runs, which suits
+        replay; a RolloutDataset collects its next rollout in that fetch,
+        which would then act with weights the running update is still
+        writing (one update stale, and not repeatable from a seed).
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        step = tf.function(self.train_step, reduce_retracing=True, jit_compile=bool(self.jit_compile))
+        steps_per_execution = self.steps_per_execution
+
+        @tf.function(reduce_retracing=True)
+        def run_steps(iterator: Any) -> tuple[Any, Any]:
+            outputs = step.get_concrete_function(iterator.element_spec).structured_outputs
+            logs = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), outputs)
+
+            def body(i: Any, ran: Any, logs: Any, batch: Any) -> tuple:
+                logs = step(batch.get_value())
+                # A control edge from the call waits for all of the step's side effects.
+                with tf.control_dependencies({t.op for t in tf.nest.flatten(logs)}):
+                    batch = tf.cond(i + 1 < steps_per_execution, iterator.get_next_as_optional, lambda: batch)
+                return i + 1, tf.constant(True), logs, batch
+
+            _, ran, logs, _ = tf.while_loop(
+                lambda i, ran, logs, batch: tf.logical_and(i < steps_per_execution, batch.has_value()),
+                body, [tf.constant(0), tf.constant(False), logs, iterator.get_next_as_optional()],
+                parallel_iterations=1)
+            return ran, logs
+
+        def train_function(iterator: Any) -> Any:
+            ran, logs = run_steps(iterator)
+            if not ran:
+                raise StopIteration
+            return logs
+
+        self.train_function = train_function
+        return train_function
+
     # ---------------------------------------------------------------- policy
     def _heads(self, x: Any) -> tuple[Any, Any]:
         raise NotImplementedError
