@@ -197,6 +197,10 @@ MUTATIONS = [
     Mutation("on-policy-greedy-argmin", "kerasrl/agents/on_policy.py",
              "return out.argmax(axis=-1) + self.action_space.start", "return out.argmin(axis=-1) + self.action_space.start",
              ("tests/test_rollout.py::test_deterministic_act_is_the_argmax_of_the_policy_head",)),
+    Mutation("on-policy-fetch-during-the-update", "kerasrl/agents/on_policy.py",
+             "with tf.control_dependencies({t.op for t in tf.nest.flatten(logs)}):",
+             "with tf.control_dependencies([]):",
+             ("tests/test_rollout.py::test_many_steps_per_execution_still_collect_after_every_update_and_a_seed_repeats",)),
     # History replay with n-step returns
     Mutation("history-n-step-next-window-from-first-step", "kerasrl/buffers.py",
              'self._window(self.storage["last_step"][indices])', 'self._window(self.storage["step"][indices])',

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -133,6 +134,9 @@ class RolloutDataset:
         self.loop = acting.EnvironmentLoop(self.env, self.policy)
         self.lock = threading.Lock()
         self.error: BaseException | None = None
+        self._closing = threading.Event()  # fit is ending: a rollout waiting for its update stops waiting
+        self._served = 0  # minibatches handed to this fit
+        self._applied_at_start = 0  # the agent's count of applied train steps at this fit's first fetch
         self.env_steps = 0
         self.episodes = 0
         self.rollouts = 0
@@ -283,16 +287,34 @@ class RolloutDataset:
             if self.error is not None:
                 raise self.error
             try:
+                fitting = getattr(self.agent, "env_dataset", None) is self
+                if fitting and self._served == 0:  # (no step runs before this fit's first batch)
+                    self._applied_at_start = self.agent.updates_applied()
                 while not self._pending:  # (a rollout of only reset steps gives none)
+                    if fitting:
+                        self._wait_for_updates()
                     self._pending = self.minibatches(self.collect())
                     self._pending.reverse()
                 batch = self._pending.pop()
+                self._served += 1
             except BaseException as error:
                 self.error = error
                 self.loop.observation = None  # the failed step left the episode mid-way: restart it
                 raise
             batch.update(self.stats())
             return tuple(np.asarray(batch[name], dtype=dtype.as_numpy_dtype) for name, dtype, _ in self._fields_cache)
+
+    def _wait_for_updates(self) -> None:
+        """Inside fit, before a rollout: waits until the step on every minibatch handed out has run.
+
+        fit fetches the next minibatch while the step on the one before runs
+        (`OnPolicyAgent.make_train_function`); a new rollout must act with the
+        weights that step writes.
+        """
+        while self.agent.updates_applied() - self._applied_at_start < self._served:
+            if self._closing.is_set():
+                raise RuntimeError("fit ended while a rollout waited for the update before it.")
+            time.sleep(1e-5)
 
     def stats(self) -> dict[str, float]:
         """Episode statistics as they go into the logs."""
@@ -322,6 +344,8 @@ class RolloutDataset:
         fields = self._fields()
         with self.lock:
             self.error = None
+            self._served = 0
+            self._closing.clear()
 
         def produce(_):
             values = tf.numpy_function(self.next_batch, [], [dtype for _, dtype, _ in fields], stateful=True)
@@ -339,6 +363,7 @@ class RolloutDataset:
 
     def close(self, env: bool = False) -> None:
         """Called by `Agent.fit` when it returns; `env=True` also closes the environment."""
+        self._closing.set()
         with self.lock:
             if env:
                 self.env.env.close()

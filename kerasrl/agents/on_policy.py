@@ -122,18 +122,29 @@ class OnPolicyAgent(Agent):
 
         return RolloutDataset(env, self)
 
-    def make_train_function(self, force: bool = False) -> Any:
-        """Keras' multi-step train function, fetching each batch only after the step before it has run.
+    def updates_applied(self) -> int:
+        """Train steps of the current train function whose updates have all landed."""
+        return self._read_applied()
 
-        Keras fetches the next batch while the current step runs, which suits
-        replay; a RolloutDataset collects its next rollout in that fetch,
-        which would then act with weights the running update is still
-        writing (one update stale, and not repeatable from a seed).
+    _read_applied = staticmethod(lambda: 0)  # (until fit makes the train function)
+
+    def make_train_function(self, force: bool = False) -> Any:
+        """Keras' multi-step train function, counting the steps whose updates have landed.
+
+        Like Keras' own, it fetches the next batch while the current step
+        runs. A RolloutDataset that must collect a new rollout in that fetch
+        first waits until `updates_applied()` has counted every batch it
+        handed out, so the rollout acts with the weights of all the updates
+        before it (Keras' loop alone would let it read weights the running
+        update is still writing: one update stale, and not repeatable).
+        Fetches that only pop a minibatch of the current rollout still
+        overlap the update.
         """
         if self.train_function is not None and not force:
             return self.train_function
         step = tf.function(self.train_step, reduce_retracing=True, jit_compile=bool(self.jit_compile))
         steps_per_execution = self.steps_per_execution
+        applied = tf.Variable(0, dtype=tf.int64, trainable=False)  # train steps whose side effects all ran
 
         @tf.function(reduce_retracing=True)
         def run_steps(iterator: Any) -> tuple[Any, Any]:
@@ -142,10 +153,12 @@ class OnPolicyAgent(Agent):
 
             def body(i: Any, ran: Any, logs: Any, batch: Any) -> tuple:
                 logs = step(batch.get_value())
-                # A control edge from the call waits for all of the step's side effects.
+                # A control edge from the step's call waits for all of its side effects.
                 with tf.control_dependencies({t.op for t in tf.nest.flatten(logs)}):
-                    batch = tf.cond(i + 1 < steps_per_execution, iterator.get_next_as_optional, lambda: batch)
-                return i + 1, tf.constant(True), logs, batch
+                    count = applied.assign_add(1)
+                batch = tf.cond(i + 1 < steps_per_execution, iterator.get_next_as_optional, lambda: batch)
+                with tf.control_dependencies([count]):
+                    return i + 1, tf.constant(True), tf.nest.map_structure(tf.identity, logs), batch
 
             _, ran, logs, _ = tf.while_loop(
                 lambda i, ran, logs, batch: tf.logical_and(i < steps_per_execution, batch.has_value()),
@@ -159,6 +172,7 @@ class OnPolicyAgent(Agent):
                 raise StopIteration
             return logs
 
+        self._read_applied = lambda: int(read_numpy(applied))
         self.train_function = train_function
         return train_function
 
