@@ -142,11 +142,11 @@ class OnPolicyAgent(Agent):
         """
         if self.train_function is not None and not force:
             return self.train_function
-        step = tf.function(self.train_step, reduce_retracing=True, jit_compile=bool(self.jit_compile))
+        step = tf.function(self.train_step, reduce_retracing=True, jit_compile=bool(self.jit_compile), autograph=False)
         steps_per_execution = self.steps_per_execution
         applied = tf.Variable(0, dtype=tf.int64, trainable=False)  # train steps whose side effects all ran
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def run_steps(iterator: Any) -> tuple[Any, Any]:
             outputs = step.get_concrete_function(iterator.element_spec).structured_outputs
             logs = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), outputs)
