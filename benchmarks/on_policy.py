@@ -52,22 +52,23 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                            "learning_rate": 8.3e-4},
     },
 }
-# PyBullet: rl-zoo's pybullet settings for PPO and A2C (VecNormalize of observations and rewards,
-# 256-256 ReLU networks, log_std_init -2) without gSDE, which kerasrl does not have; every library
-# here runs plain Gaussian exploration. rl-zoo's A2C learning rate is linear from 9.6e-4, kept constant.
-# (Written from memory of rl-zoo's ppo.yml and a2c.yml, which were not at hand: check before quoting.)
+# PyBullet: rl-zoo's HalfCheetahBulletEnv-v0 settings (hyperparams/ppo.yml and a2c.yml, checked against the
+# zoo's files on 2026-12-06) without gSDE, which kerasrl does not have: every library here runs plain Gaussian
+# exploration, and each keeps its own default initialisation (orthogonal in kerasrl and SB3, which the zoo
+# turns off; SBX's default is not orthogonal), A2C without the zoo's TimeFeatureWrapper. rl-zoo's A2C
+# learning rate is linear from 9.6e-4, kept constant; its network is Stable-Baselines3's default (64-64
+# tanh), PPO's 256-256 ReLU.
 SETTINGS["ppo"]["HalfCheetahBulletEnv-v0"] = {
     "n_envs": 16, "n_steps": 512, "batch_size": 128, "n_epochs": 20, "gamma": 0.99, "gae_lambda": 0.9,
     "ent_coef": 0.0, "learning_rate": 3e-5, "clip_range": 0.4, "max_grad_norm": 0.5, "vf_coef": 0.5,
     "normalize": True, "hidden": [256, 256], "activation": "relu", "log_std_init": -2.0}
 SETTINGS["a2c"]["HalfCheetahBulletEnv-v0"] = {
     "n_envs": 4, "n_steps": 8, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.0, "learning_rate": 9.6e-4,
-    "max_grad_norm": 0.5, "vf_coef": 0.4, "normalize": True, "hidden": [256, 256], "activation": "relu",
-    "log_std_init": -2.0}
+    "max_grad_norm": 0.5, "vf_coef": 0.4, "normalize_advantage": False, "normalize": True, "log_std_init": -2.0}
 SETTINGS["ac"] = {"CartPole-v1": {"n_envs": 1, "hidden": [128], "gamma": 0.99, "learning_rate": 1e-2,
                                   "updates_per_epoch": 20}}
 AGENT_KEYS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "clip_range", "max_grad_norm",
-              "vf_coef", "log_std_init")
+              "vf_coef", "normalize_advantage", "log_std_init")
 NETWORK = {"hidden": [64, 64], "activation": "tanh", "normalize": False}  # unless a task's settings say otherwise
 
 
