@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -91,10 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     def emit(record: dict) -> None:
         emit_line(record, args.out)
 
-    cpus = [i if args.parallel > 1 else None for i in range(args.parallel)]
+    free_cpus: queue.Queue = queue.Queue()  # a run takes a CPU no other run holds, and gives it back
+    for cpu in range(args.parallel):
+        free_cpus.put(cpu if args.parallel > 1 else None)
+
+    def on_a_free_cpu(seed: int) -> dict:
+        cpu = free_cpus.get()
+        try:
+            return run_example(args.example, seed, cpu)
+        finally:
+            free_cpus.put(cpu)
+
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
-        futures = [pool.submit(run_example, args.example, seed, cpus[i % args.parallel])
-                   for i, seed in enumerate(args.seeds)]
+        futures = [pool.submit(on_a_free_cpu, seed) for seed in args.seeds]
         records = []
         for future in concurrent.futures.as_completed(futures):  # each line as soon as its run ends
             records.append(future.result())
