@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import queue
 import re
@@ -56,11 +57,18 @@ def reached(record: dict) -> bool:
     return set(means) >= set(stated) and all(means[label] >= stated[label] for label in stated)
 
 
-def run_example(name: str, seed: int, cpu: int | None) -> dict:
+def run_example(name: str, seed: int, cpu: int | None, keep_in: str | None = None) -> dict:
+    """One run of an example in a fresh process; what it writes goes to a folder under `keep_in` (kept) or to a
+    temporary one."""
     command = [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--seed", str(seed)]
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         command = ["taskset", "-c", str(cpu), *command]
-    with tempfile.TemporaryDirectory(prefix=f"kerasrl-example-{name}-") as out:
+    with contextlib.ExitStack() as stack:
+        if keep_in:
+            os.makedirs(keep_in, exist_ok=True)
+            out = tempfile.mkdtemp(prefix=f"{name}-seed{seed}-", dir=keep_in)
+        else:
+            out = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"kerasrl-example-{name}-"))
         start = time.perf_counter()
         proc = subprocess.run([*command, "--out", out], capture_output=True, text=True,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -72,6 +80,8 @@ def run_example(name: str, seed: int, cpu: int | None) -> dict:
                 "seconds": round(seconds, 1), "date": now()}
     record = {"example": name, "seed": seed, "eval_means": means, "seconds": round(seconds, 1), "cpu": cpu,
               "date": now(), "machine": machine_info()}
+    if keep_in:
+        record["run_folder"] = out
     if len(means) == 1:
         record["eval_mean"] = next(iter(means.values()))
     return record
@@ -85,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=1,
                    help="runs at a time, each pinned to its own CPU (2 on this 2-core machine)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep each run's output (logs, curves, the saved agent) in a folder under DIR")
     args = p.parse_args(argv)
 
     _claim_stdout()
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_a_free_cpu(seed: int) -> dict:
         cpu = free_cpus.get()
         try:
-            return run_example(args.example, seed, cpu)
+            return run_example(args.example, seed, cpu, args.keep)
         finally:
             free_cpus.put(cpu)
 
