@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import _claim_stdout, emit, machine_info, now  # noqa: E402  (benchmarks/run.py)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             h = layers[0].activation(ops.matmul(h, kernel) + bias)
         return [ops.squeeze(q, -1) for q in ops.unstack(h)]
 
-    def loop(q_values) -> tf.types.experimental.ConcreteFunction:
+    def loop(q_values: Callable[[tf.Tensor], list]) -> Callable[[tf.Tensor], tf.Tensor]:
         @tf.function(autograph=False)
         def run(n: tf.Tensor) -> tf.Tensor:
             def body(i: tf.Tensor) -> tuple:
