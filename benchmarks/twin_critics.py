@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import _claim_stdout, emit, machine_info, now  # noqa: E402  (benchmarks/run.py)
+from run import _claim_stdout, configure_threads, emit, machine_info, now  # noqa: E402  (benchmarks/run.py)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    configure_threads({"intra_op_threads": args.threads, "inter_op_threads": args.threads})
     import keras
     from keras import ops
 
