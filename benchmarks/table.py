@@ -6,8 +6,10 @@ Each file's last summary line becomes one markdown row: each library's median
 env steps/s with its range over seeds, the ratios of medians with the per-seed
 ratios' range, the fraction of the ceiling, the fraction of the arithmetic limit
 (the fit's updates/s over the last `arithmetic_limit.py` line for the same
-algorithm and task in `--limits`) and the mean evaluation returns. The README's
-table is pasted from this output, so every figure in it is in a file.
+algorithm, task and CPU model in `--limits`) and the mean evaluation returns. A
+single seed gets no ranges. The README's tables are pasted from this output, so
+every figure in them is in a file (tests/test_benchmark_harness.py checks each
+row against its raw file).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ def rate(lib: dict | None) -> str:
     if not lib:
         return "—"
     low, high = lib["steps_per_second_range"]
-    return f"{lib['steps_per_second']:.1f} ({low:.1f}–{high:.1f})"
+    median = f"{lib['steps_per_second']:.1f}"
+    return median if len(lib["seeds"]) == 1 else f"{median} ({low:.1f}–{high:.1f})"  # one seed has no range
 
 
 def ratio(r: dict | None) -> str:
-    return f"**{r['median']:.2f}x** ({r['min']:.2f}–{r['max']:.2f})" if r else "—"
+    if not r:
+        return "—"
+    median = f"**{r['median']:.2f}x**"
+    return median if r["min"] == r["max"] else f"{median} ({r['min']:.2f}–{r['max']:.2f})"
 
 
 def evals(summary: dict) -> str:
@@ -41,12 +47,16 @@ def evals(summary: dict) -> str:
     return ", ".join(out)
 
 
-def limits_by_task(path: Path | None) -> dict[tuple[str, str], dict]:
-    """The last arithmetic_limit.py line per (algo, env) in `path`."""
+def limits_by_task(path: Path | None) -> dict[tuple[str, str, str | None], dict]:
+    """The last arithmetic_limit.py line per (algo, env, CPU model) in `path`."""
     if path is None:
         return {}
     lines = [json.loads(line) for line in path.read_text().splitlines() if '"kind": "arithmetic_limit"' in line]
-    return {(r["algo"], r["env"]): r for r in lines}
+    return {(r["algo"], r["env"], cpu_model(r)): r for r in lines}
+
+
+def cpu_model(record: dict) -> str | None:
+    return record.get("machine", {}).get("cpu_model")
 
 
 def row(path: Path, label: str | None, link_prefix: str, limits: dict | None = None) -> str:
@@ -55,7 +65,8 @@ def row(path: Path, label: str | None, link_prefix: str, limits: dict | None = N
         raise SystemExit(f"{path}: no summary line (did the run finish?)")
     s = summaries[-1]
     fraction = f"{s['fraction_of_ceiling']:.2f}" if s.get("fraction_of_ceiling") else "—"
-    limit = (limits or {}).get((s["algo"], s["env"]))
+    # A limit measured on another CPU says nothing about this run (the VM's CPU model changes).
+    limit = (limits or {}).get((s["algo"], s["env"], cpu_model(s)))
     of_limit = f"{s['kerasrl']['updates_per_second'] / limit['limit_updates_per_second']:.2f}" if limit else "—"
     seeds = " ".join(str(k) for k in s["kerasrl"]["seeds"])
     task = label or f"{s['algo'].upper()} {s['env']}"

@@ -8,6 +8,7 @@ import argparse
 import json
 import importlib.util
 import pathlib
+import re
 import sys
 
 import pytest
@@ -114,14 +115,31 @@ def test_table_row_prints_every_figure_from_the_summary_line(tmp_path):
     raw = tmp_path / "sac_pendulum_peers.jsonl"
     raw.write_text(json.dumps(records[0]) + "\n" + json.dumps(summary) + "\n")
     row = table.row(raw, None, "benchmarks/results/")
-    assert row == ("| SAC Pendulum-v1 | 20k | 0 | 300.0 (300.0–300.0) | — | 200.0 (200.0–200.0) | — "
-                   "| **1.50x** (1.50–1.50) | 0.75 | — | −150, −155 "
-                   "| [sac_pendulum_peers.jsonl](benchmarks/results/sac_pendulum_peers.jsonl) |")
+    assert row == ("| SAC Pendulum-v1 | 20k | 0 | 300.0 | — | 200.0 | — | **1.50x** | 0.75 | — | −150, −155 "
+                   "| [sac_pendulum_peers.jsonl](benchmarks/results/sac_pendulum_peers.jsonl) |")  # one seed: no ranges
+    here, elsewhere = {"cpu_model": table.cpu_model(summary)}, {"cpu_model": "another CPU"}
     limits_file = tmp_path / "arithmetic_limit.jsonl"
     limits_file.write_text("\n".join(json.dumps({"kind": "arithmetic_limit", "algo": "sac", "env": "Pendulum-v1",
-                                                  "limit_updates_per_second": rate}) for rate in (500.0, 600.0)))
+                                                  "limit_updates_per_second": rate, "machine": machine})
+                                      for rate, machine in ((500.0, here), (600.0, here), (300.0, elsewhere))))
     limits = table.limits_by_task(limits_file)
-    assert "| 0.75 | 0.50 | −150, −155 |" in table.row(raw, None, "benchmarks/results/", limits)  # the last line
+    # the last line measured on the run's CPU
+    assert "| 0.75 | 0.50 | −150, −155 |" in table.row(raw, None, "benchmarks/results/", limits)
+    limits_file.write_text(json.dumps({"kind": "arithmetic_limit", "algo": "sac", "env": "Pendulum-v1",
+                                       "limit_updates_per_second": 300.0, "machine": elsewhere}))
+    assert "| 0.75 | — | −150, −155 |" in table.row(raw, None, "benchmarks/results/", table.limits_by_task(limits_file))
+
+
+def test_every_readme_benchmark_row_is_what_table_py_prints_from_its_raw_file():
+    """A figure typed by hand into the README's tables, or a raw file changed under it, fails here."""
+    table = _benchmark_module("table")
+    root = _RUN.parents[1]
+    limits = table.limits_by_task(root / "benchmarks" / "results" / "arithmetic_limit.jsonl")
+    row_pattern = re.compile(r"^\| (?P<label>[^|]+?) \| \d+k \|.*\]\((?P<link>benchmarks/results/[^)]+\.jsonl)\) \|$")
+    rows = [m for m in map(row_pattern.match, (root / "README.md").read_text().splitlines()) if m]
+    assert len(rows) >= 8  # the off-policy and the on-policy tables
+    for m in rows:
+        assert m.group(0) == table.row(root / m.group("link"), m.group("label"), "benchmarks/results/", limits)
 
 
 def test_examples_reads_every_evaluation_line_and_checks_each_stated_return():
