@@ -63,9 +63,52 @@ def test_a2c_loss_is_the_policy_gradient_with_a_value_baseline():
     log_pi = log_softmax(out)
     policy = -np.mean(batch["advantage"] * log_pi[np.arange(16), batch["action"]])  # not normalised (SB3's A2C)
     value_loss = np.mean((batch["value_target"] - value) ** 2)
+    entropy = np.mean(-np.sum(np.exp(log_pi) * log_pi, -1))
     logs = agent.update(tensors(batch))
     np.testing.assert_allclose(float(logs["policy_loss"]), policy, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(float(logs["value_loss"]), value_loss, rtol=1e-4)
+    np.testing.assert_allclose(float(logs["entropy"]), entropy, rtol=1e-4)
+    # the entropy is a bonus: it lowers the loss (SB3's vf_coef 0.5)
+    np.testing.assert_allclose(float(logs["loss"]), policy - 0.01 * entropy + 0.5 * value_loss, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [kerasrl.PPO, kerasrl.A2C])
+def test_gaussian_log_prob_and_entropy_are_the_normal_densitys(cls):
+    agent = cls.from_env(gym.make("Pendulum-v1"), hidden=HIDDEN, seed=0, log_std_init=-0.7)
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(8, 1)).astype(np.float32)
+    action = rng.normal(size=(8, 1)).astype(np.float32)
+    sigma = np.exp(-0.7)
+    log_prob, entropy = agent.log_prob_and_entropy(keras.ops.convert_to_tensor(mean), action)
+    density = np.exp(-((action - mean) ** 2) / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(np.asarray(log_prob), np.log(density[:, 0]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(entropy), np.full(8, 0.5 * np.log(2 * np.pi * np.e * sigma ** 2)),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [kerasrl.PPO, kerasrl.A2C])
+def test_the_gradient_is_clipped_to_max_grad_norm(cls):
+    agent = cls.from_env(gym.make("CartPole-v1"), hidden=HIDDEN, seed=0, max_grad_norm=1e-3)
+    agent.compile(optimizer=keras.optimizers.SGD(1.0))  # a step of SGD(1) is minus the gradient
+    before = [w.numpy().copy() for w in agent.trainable_variables]
+    agent.update(tensors(hand_batch()))
+    step = [w.numpy() - b for w, b in zip(agent.trainable_variables, before)]
+    np.testing.assert_allclose(np.sqrt(sum(np.sum(d ** 2) for d in step)), 1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("factor, steps", [(1.4, 1), (1.6, 0)])
+def test_target_kl_stops_past_one_and_a_half_times_the_limit(factor, steps):
+    """SB3's rule: a minibatch whose approx_kl exceeds 1.5 target_kl makes no step (nor does the rest of its rollout)."""
+    batch = hand_batch()
+    probe = kerasrl.PPO.from_env(gym.make("CartPole-v1"), hidden=HIDDEN, seed=0)
+    log_pi = log_softmax(numpy_heads(probe, batch["observation"])[0])
+    log_ratio = log_pi[np.arange(16), batch["action"]] - batch["log_prob"]
+    approx_kl = np.mean(np.exp(log_ratio) - 1.0 - log_ratio)
+    agent = kerasrl.PPO.from_env(gym.make("CartPole-v1"), hidden=HIDDEN, seed=0, target_kl=approx_kl / factor)
+    agent.compile(optimizer=keras.optimizers.SGD(1e-3))
+    logs = agent.update(tensors(batch))
+    np.testing.assert_allclose(float(logs["approx_kl"]), approx_kl, rtol=1e-4)
+    assert int(agent.network_optimizer.iterations.numpy()) == steps
 
 
 def test_a2c_default_rmsprop_steps_as_stable_baselines3s_torch_rmsprop():
@@ -165,12 +208,38 @@ def test_observation_normalisation_moves_once_per_rollout_and_the_rollout_keeps_
                                rtol=1e-4, atol=1e-4)
     both = np.concatenate([raw1, raw2])
     np.testing.assert_allclose(agent.observation_mean.numpy(), both.mean(0), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(agent.observation_var.numpy(), both.var(0), rtol=1e-3, atol=1e-5)
     # act and the exported graph normalise with the statistics as they are now.
     obs = both[:10]
     x = np.clip((obs - agent.observation_mean.numpy()) / np.sqrt(agent.observation_var.numpy() + 1e-8), -10, 10)
     want = np.clip(np.asarray(agent._heads(x)[0]), -1, 1) * 2.0
     np.testing.assert_allclose(agent.act(obs, deterministic=True), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(agent.policy_action(obs)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_normalised_observations_are_clipped_in_acting_and_in_the_graph():
+    env = gym.make("Pendulum-v1")
+    agent = kerasrl.PPO.from_env(env, hidden=HIDDEN, seed=0, n_steps=100, normalize_observations=True,
+                                 clip_observations=0.5)
+    agent.compile()
+    kerasrl.RolloutDataset(env, agent, seed=0).collect()
+    obs = np.array([[1.0, 0.0, 8.0], [-1.0, 1.0, -8.0], [0.0, -1.0, 0.0]], np.float32)
+    x = (obs - agent.observation_mean.numpy()) / np.sqrt(agent.observation_var.numpy() + 1e-8)
+    assert np.abs(x).max() > 0.5
+    want = np.clip(np.asarray(agent._heads(np.clip(x, -0.5, 0.5))[0]), -1, 1) * 2.0
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(agent.policy_action(obs)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_explained_variance_of_a_rollout():
+    env = gym.make_vec("CartPole-v1", num_envs=2)
+    agent = kerasrl.A2C.from_env(env, hidden=HIDDEN, seed=0, n_steps=20)
+    rollout = kerasrl.RolloutDataset(env, agent, seed=0).collect()
+    valid = rollout["valid"]
+    target, value = rollout["value_target"][valid], rollout["value"][valid]
+    want = 1.0 - np.mean((target - value - np.mean(target - value)) ** 2) / np.mean((target - target.mean()) ** 2)
+    assert want < 0.9  # an untrained value function
+    np.testing.assert_allclose(rollout["explained_variance"], want, rtol=1e-4)
 
 
 def test_reward_normalisation_divides_by_the_running_return_deviation(tmp_path):
