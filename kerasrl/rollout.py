@@ -144,6 +144,7 @@ class RolloutDataset:
         self.recent_lengths: collections.deque = collections.deque(maxlen=10)
         self._discounted = np.zeros(self.n_envs)  # each copy's running discounted return (normalize_rewards)
         self._pending: list[dict[str, np.ndarray]] = []  # minibatches of the current rollout not yet trained on
+        self._rollout_stats = self.stats()  # the logs of the minibatches of the current rollout
         self._reset_seed = seed
         self._fields_cache = self._fields()
 
@@ -295,13 +296,14 @@ class RolloutDataset:
                         self._wait_for_updates()
                     self._pending = self.minibatches(self.collect())
                     self._pending.reverse()
+                    self._rollout_stats = self.stats()  # (episodes end only in collect)
                 batch = self._pending.pop()
                 self._served += 1
             except BaseException as error:
                 self.error = error
                 self.loop.observation = None  # the failed step left the episode mid-way: restart it
                 raise
-            batch.update(self.stats())
+            batch.update(self._rollout_stats)
             return tuple(np.asarray(batch[name], dtype=dtype.as_numpy_dtype) for name, dtype, _ in self._fields_cache)
 
     def _wait_for_updates(self) -> None:
