@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import hashlib
 import os
 import queue
 import re
@@ -60,7 +61,9 @@ def reached(record: dict) -> bool:
 def run_example(name: str, seed: int, cpu: int | None, keep_in: str | None = None) -> dict:
     """One run of an example in a fresh process; what it writes goes to a folder under `keep_in` (kept) or to a
     temporary one."""
-    command = [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--seed", str(seed)]
+    script = ROOT / "examples" / f"{name}.py"
+    example_sha1 = hashlib.sha1(script.read_bytes()).hexdigest()[:12]  # which version of the example ran
+    command = [sys.executable, str(script), "--seed", str(seed)]
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         command = ["taskset", "-c", str(cpu), *command]
     with contextlib.ExitStack() as stack:
@@ -79,7 +82,7 @@ def run_example(name: str, seed: int, cpu: int | None, keep_in: str | None = Non
         return {"example": name, "seed": seed, "status": "failed", "returncode": proc.returncode,
                 "seconds": round(seconds, 1), "date": now()}
     record = {"example": name, "seed": seed, "eval_means": means, "seconds": round(seconds, 1), "cpu": cpu,
-              "date": now(), "machine": machine_info()}
+              "example_sha1": example_sha1, "date": now(), "machine": machine_info()}
     if keep_in:
         record["run_folder"] = out
     if len(means) == 1:

@@ -47,8 +47,12 @@ def main() -> None:
     data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(200_000), batch_size=256,
                               learning_starts=learning_starts, action_noise=noise.Gaussian(0.1), seed=args.seed)
     folder, logs = run_folder(args.out, "td3-halfcheetah", "td3", "HalfCheetahBulletEnv-v0", args.seed)
+    # TD3 can collapse late in a run (one run in six here did, after evaluating 688): keep the weights
+    # of the best evaluation, Keras' way (EarlyStopping restores them at the end even when it never stops).
+    keep_best = keras.callbacks.EarlyStopping(monitor="eval_return", mode="max", patience=td3_epochs,
+                                              restore_best_weights=True)
     agent.fit(data, epochs=td3_epochs, steps_per_epoch=steps_per_epoch,
-              callbacks=[rlcb.SoftTargetUpdate(tau=0.005), *logs])
+              callbacks=[rlcb.SoftTargetUpdate(tau=0.005), *logs, keep_best])
     agent.save(os.path.join(folder, "agent.keras"))
 
     pendulum = gym.make("Pendulum-v1")
