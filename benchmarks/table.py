@@ -36,7 +36,7 @@ def ratio(r: dict | None) -> str:
     if not r:
         return "—"
     median = f"**{r['median']:.2f}x**"
-    return median if r["min"] == r["max"] else f"{median} ({r['min']:.2f}–{r['max']:.2f})"
+    return median if len(r["per_seed"]) == 1 else f"{median} ({r['min']:.2f}–{r['max']:.2f})"  # as in rate
 
 
 def evals(summary: dict) -> str:
