@@ -10,12 +10,15 @@ import numpy as np
 
 
 class EvalCallback(keras.callbacks.Callback):
-    """Evaluates the policy every `every_epochs` epochs and logs `eval_return`.
+    """Evaluates the policy after the first epoch of each fit and every `every_epochs` epochs; logs `eval_return`.
 
     `eval_return` (mean) and `eval_return_std` go into the epoch logs, so
     History, CSVLogger, EarlyStopping(monitor="eval_return", mode="max") and
     keras-tuner objectives see them. Between evaluations the last values are
-    repeated (NaN before the first), so every epoch row has the same columns.
+    repeated, so every epoch row has the same columns. The first epoch is
+    always evaluated: EarlyStopping takes the first value it sees as the best,
+    and a NaN there would never be beaten (restore_best_weights would bring
+    back the first epoch's weights).
 
     Args:
         env: the evaluation environment (or its id); keep it apart from the
@@ -46,9 +49,14 @@ class EvalCallback(keras.callbacks.Callback):
         self.seed = seed
         self.deterministic = deterministic
         self.last = {"eval_return": float("nan"), "eval_return_std": float("nan")}
+        self._first_epoch = True
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._first_epoch = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if (epoch + 1) % self.every_epochs == 0:
+        if self._first_epoch or (epoch + 1) % self.every_epochs == 0:
+            self._first_epoch = False
             returns = self.model.evaluate_env(self.env, episodes=self.episodes, seed=self.seed,
                                               deterministic=self.deterministic)
             self.last = {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns))}

@@ -125,9 +125,25 @@ def test_eval_callback_logs_eval_return(cartpole):
                         callbacks=[rlcb.EvalCallback(eval_env, every_epochs=2, episodes=2, seed=0)])
     returns = history.history["eval_return"]
     assert len(returns) == 3
-    assert np.isnan(returns[0])  # before the first evaluation
+    assert 1 <= returns[0] <= 500  # the first epoch is always evaluated
     assert 1 <= returns[1] <= 500 and returns[2] == returns[1]  # repeated between evaluations
     assert len(history.history["eval_return_std"]) == 3 and history.history["eval_return_std"][1] >= 0
+
+
+def test_early_stopping_keeps_the_best_evaluated_weights_when_evaluations_are_epochs_apart(cartpole):
+    agent = make_sac(cartpole)
+    evaluations = []
+    keep_best = keras.callbacks.EarlyStopping(monitor="eval_return", mode="max", patience=10,
+                                              restore_best_weights=True)
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: evaluations.append(
+        (logs["eval_return"], [np.copy(w) for w in agent.actor.get_weights()])))
+    agent.fit(make_data(cartpole, agent), epochs=6, steps_per_epoch=20, verbose=0, callbacks=[
+        rlcb.EvalCallback(gym.make("CartPole-v1"), every_epochs=3, episodes=2, seed=0), keep_best, record])
+    assert np.all(np.isfinite([value for value, _ in evaluations]))
+    best = max(range(len(evaluations)), key=lambda i: evaluations[i][0])  # the first of equal values
+    assert keep_best.best == evaluations[best][0] and keep_best.best_epoch == best
+    for restored, kept in zip(agent.actor.get_weights(), evaluations[best][1]):
+        np.testing.assert_array_equal(restored, kept)
 
 
 def test_eval_callback_with_early_stopping(cartpole):
