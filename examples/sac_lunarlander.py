@@ -44,7 +44,7 @@ def main() -> None:
     agent = kerasrl.SAC.from_env(env, hidden=(256, 256), target_entropy=0.3 * math.log(env.action_space.n),
                                  seed=args.seed)
     assert agent.discrete
-    agent.compile(optimizer=keras.optimizers.Adam(3e-4))
+    agent.compile(optimizer=keras.optimizers.Adam(1e-3))
     data = kerasrl.EnvDataset(env, agent, buffer=kerasrl.ReplayBuffer(1_000_000), batch_size=256,
                               learning_starts=learning_starts, seed=args.seed)
     history = agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[
