@@ -37,7 +37,7 @@ STATED_RETURNS = {
     "dqn_lunarlander": {"": 150.0},
     "dqn_cartpole": {"": 475.0},  # gymnasium's reward_threshold for CartPole-v1
     "ppo_lunarlander": {"": 200.0},  # gymnasium's reward_threshold for LunarLander-v3
-    "sac_lunarlander": {"": 100.0},  # lands (a landing is worth +100, a crash -100)
+    "sac_cartpole": {"": 475.0},  # gymnasium's reward_threshold for CartPole-v1
     "sac_pendulum": {"": -200.0},
     "tune_sac": {"after more training": -200.0},
     # TD3 at 110k env steps: a cheetah that runs (random policy about -1200); DDPG: swung up and held.

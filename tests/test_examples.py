@@ -23,7 +23,7 @@ EXPECTED = {
     "actor_critic_cartpole": ("the loaded agent acts the same: True", "actor_critic_cartpole.keras"),
     "ppo_lunarlander": ("the loaded agent acts the same: True", "ppo_lunar.keras"),
     "sac_pendulum": ("the loaded agent acts the same", "sac_pendulum.keras"),
-    "sac_lunarlander": ("the loaded agent acts the same", "sac_lunarlander.keras"),
+    "sac_cartpole": ("the loaded agent acts the same", "sac_cartpole.keras"),
     "dqn_lunarlander": ("the loaded agent acts the same", "dqn_lunar.keras"),
     "dqn_cartpole": ("deterministic evaluation:", "dqn_cartpole.keras"),
     "td3_ddpg": ("deterministic evaluation", None),
