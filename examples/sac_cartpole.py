@@ -1,6 +1,6 @@
 """Discrete SAC on CartPole-v1 (2 actions), the same story as sac_pendulum.py.
 
-    python examples/sac_cartpole.py            # 29 epochs x 1000 updates (30k env steps)
+    python examples/sac_cartpole.py            # 40 epochs x 1000 updates (41k env steps)
     python examples/sac_cartpole.py --quick    # a short run that checks the whole story works
 
 The same `kerasrl.SAC` class picks the discrete variant from the Discrete action
@@ -25,14 +25,14 @@ from kerasrl import callbacks as rlcb
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 short epochs instead of 29 x 1000 updates")
+    parser.add_argument("--quick", action="store_true", help="2 short epochs instead of 40 x 1000 updates")
     parser.add_argument("--out", default=".", help="folder for log.csv and sac_cartpole.keras")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.quick:
         epochs, steps_per_epoch, learning_starts, eval_episodes = 2, 200, 500, 1
     else:
-        epochs, steps_per_epoch, learning_starts, eval_episodes = 29, 1000, 1000, 10
+        epochs, steps_per_epoch, learning_starts, eval_episodes = 40, 1000, 1000, 10
     os.makedirs(args.out, exist_ok=True)
     log_file = os.path.join(args.out, "log.csv")
     model_file = os.path.join(args.out, "sac_cartpole.keras")
@@ -45,7 +45,7 @@ def main() -> None:
                               learning_starts=learning_starts, seed=args.seed)
     history = agent.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[
         rlcb.SoftTargetUpdate(tau=0.005),
-        rlcb.EvalCallback(gym.make("CartPole-v1"), episodes=min(eval_episodes, 5), seed=args.seed + 1000),
+        rlcb.EvalCallback(gym.make("CartPole-v1"), episodes=eval_episodes, seed=args.seed + 1000),
         keras.callbacks.CSVLogger(log_file),
         # Keras restores the best evaluation's weights at the end even when it never stops early.
         keras.callbacks.EarlyStopping(monitor="eval_return", mode="max", patience=epochs, restore_best_weights=True),
