@@ -62,3 +62,24 @@ class EvalCallback(keras.callbacks.Callback):
             self.last = {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns))}
         if logs is not None:
             logs.update(self.last)
+
+
+class NaNIsNoBest(keras.callbacks.Callback):
+    """Makes a NaN monitored value count as no value for Keras' monitoring callbacks.
+
+    `episode_return` is NaN until an episode has ended (a long episode can
+    outlast several epochs). EarlyStopping and ModelCheckpoint(save_best_only)
+    take the first value they see as the best, and nothing beats a NaN: they
+    would keep the first epoch's weights for good. Run after them, this forgets
+    a NaN best, so the first real value becomes the best. `Agent.fit` adds it.
+    """
+
+    def __init__(self, watched: list[keras.callbacks.Callback]):
+        super().__init__()
+        self.watched = [cb for cb in watched if hasattr(cb, "monitor") and hasattr(cb, "best")]
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for callback in self.watched:
+            best = callback.best
+            if best is not None and np.ndim(best) == 0 and np.isnan(float(best)):
+                callback.best = None

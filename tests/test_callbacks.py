@@ -146,6 +146,27 @@ def test_early_stopping_keeps_the_best_evaluated_weights_when_evaluations_are_ep
         np.testing.assert_array_equal(restored, kept)
 
 
+def test_a_nan_episode_return_before_the_first_episode_is_no_best(pendulum, tmp_path):
+    # Pendulum's episodes are 200 steps: the epochs before the first one ends log a NaN episode_return.
+    agent = make_sac(pendulum)
+    kept = []
+    keep_best = keras.callbacks.EarlyStopping(monitor="episode_return", mode="max", patience=2,
+                                              restore_best_weights=True)
+    save_best = keras.callbacks.ModelCheckpoint(str(tmp_path / "best-{epoch}.keras"), monitor="episode_return",
+                                                mode="max", save_best_only=True)
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: kept.append([np.copy(w) for w in agent.actor.get_weights()]))
+    history = agent.fit(make_data(pendulum, agent), epochs=8, steps_per_epoch=50, verbose=0,
+                        callbacks=[keep_best, save_best, record])
+    returns = history.history["episode_return"]
+    first = int(np.flatnonzero(np.isfinite(returns))[0])
+    assert first >= 2 and np.all(np.isnan(returns[:first]))
+    assert keep_best.best_epoch >= first and keep_best.best == returns[keep_best.best_epoch]
+    for restored, best in zip(agent.actor.get_weights(), kept[keep_best.best_epoch]):
+        np.testing.assert_array_equal(restored, best)
+    assert (tmp_path / f"best-{first + 1}.keras").exists()
+
+
 def test_eval_callback_with_early_stopping(cartpole):
     agent = make_sac(cartpole)
     eval_cb = rlcb.EvalCallback("CartPole-v1", episodes=1, seed=0)

@@ -561,10 +561,12 @@ class Agent(keras.Model):
         epoch is one rollout unless `steps_per_epoch` is given. Agents with target
         networks get the default target-update callback when none is given; kerasrl callbacks
         that write logs (EvalCallback) run before Keras' own, so History,
-        CSVLogger and EarlyStopping see what they write; with a prioritized
-        buffer, `PriorityRefresh` is added when missing.
+        CSVLogger and EarlyStopping see what they write; a NaN `episode_return`
+        (no episode ended yet) is never EarlyStopping's or ModelCheckpoint's
+        best; with a prioritized buffer, `PriorityRefresh` is added when missing.
         """
         from kerasrl.callbacks import PriorityRefresh, TargetUpdate
+        from kerasrl.callbacks.evaluation import NaNIsNoBest
         from kerasrl.data import EnvDataset
         from kerasrl.rollout import RolloutDataset
 
@@ -591,6 +593,7 @@ class Agent(keras.Model):
             if prioritized and not any(isinstance(cb, PriorityRefresh) for cb in callbacks):
                 callbacks.append(PriorityRefresh())
             callbacks.sort(key=lambda cb: not getattr(cb, "writes_logs", False))
+            callbacks.append(NaNIsNoBest(callbacks))
         self._forget_policy()
         self.env_dataset = dataset
         try:
