@@ -147,13 +147,15 @@ class RolloutDataset:
         self._width = sum(int(np.prod(shape[1:])) for _, _, shape in self._fields_cache)
 
     # --------------------------------------------------------------- collect
-    def collect(self) -> dict[str, np.ndarray]:
+    def collect(self, weights: Any = None) -> dict[str, np.ndarray]:
         """One rollout with the current weights: (T, N) arrays, with the agent's targets.
 
-        Rows that are no transition (a NEXT_STEP vector env's reset steps)
-        have `valid` False; they end no return and are left out of training.
+        `weights`: the agent's `snapshot_variables` values, when the caller
+        has read them. Rows that are no transition (a NEXT_STEP vector env's
+        reset steps) have `valid` False; they end no return and are left out
+        of training.
         """
-        self.agent.refresh_policy()
+        self.agent.refresh_policy(weights)
         if self.loop.observation is None:
             self.loop.reset(seed=self._reset_seed)
             self._reset_seed = None
@@ -303,18 +305,19 @@ class RolloutDataset:
                 return np.zeros((0, self._width)), np.zeros(3), False
             return self.pack(self._pending.pop()) + (True,)
 
-    def next_rollout_batch(self) -> tuple[np.ndarray, np.ndarray]:
+    def next_rollout_batch(self, weights: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Collects a rollout with the current weights and returns its first minibatch, packed.
 
         The train function calls it only once the steps on every minibatch
-        before have run, so the rollout acts with all their updates.
+        before have run, so the rollout acts with all their updates, and
+        hands it the values of the agent's `snapshot_variables` it read then.
         """
         with self.lock:
             if self.error is not None:
                 raise self.error
             try:
                 while not self._pending:  # (a rollout of only reset steps gives none)
-                    self._pending = self.minibatches(self.collect())
+                    self._pending = self.minibatches(self.collect(weights))
                     self._pending.reverse()
                     self._rollout_stats = self.stats()  # (episodes end only in collect)
                 return self.pack(self._pending.pop())

@@ -106,9 +106,14 @@ def test_many_steps_per_execution_still_collect_after_every_update_and_a_seed_re
         data = kerasrl.RolloutDataset(env, agent, seed=0)
         collect, acted_with = data.collect, []
 
-        def recorded_collect():
-            acted_with.append(np.concatenate([w.ravel() for w in agent.policy_head.get_weights()]))
-            return collect()
+        def recorded_collect(weights=None):
+            live = agent.policy_head.get_weights()
+            acted_with.append(np.concatenate([w.ravel() for w in live]))
+            rollout = collect(weights)
+            snapshot = agent.policy_snapshot()["policy_head"].params[0][:2]  # what the rollout acted with
+            for copied, weight in zip(snapshot, live):
+                np.testing.assert_array_equal(copied, weight)
+            return rollout
 
         data.collect = recorded_collect
         agent.fit(data, epochs=1, steps_per_epoch=300, verbose=0)
