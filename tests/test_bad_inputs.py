@@ -194,3 +194,12 @@ def test_dataset_usable_after_a_failed_fit():
     np.testing.assert_array_equal(s["next_observation"][:, 0], s["observation"][:, 0])
     np.testing.assert_array_equal(s["next_observation"][:, 1], s["observation"][:, 1] + 1)
     np.testing.assert_array_equal(s["observation"][6], [2, 0])  # a fresh episode after the failure
+
+
+def test_on_policy_fit_on_other_data_names_what_it_needs(cartpole):
+    import tensorflow as tf
+
+    agent = kerasrl.PPO.from_env(cartpole, hidden=HIDDEN, n_steps=16, batch_size=8)
+    agent.compile()
+    with pytest.raises(ValueError, match="RolloutDataset or an environment"):
+        agent.fit(tf.data.Dataset.range(4), epochs=1, verbose=0)

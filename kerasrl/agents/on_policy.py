@@ -162,11 +162,14 @@ class OnPolicyAgent(Agent):
         traced for that size (a batch dimension of None made PPO's step ~40%
         slower on CPU); a fit on a dataset of another size traces it anew.
         """
-        rows = None if self.env_dataset is None else self.env_dataset.fixed_batch_size()
+        from kerasrl.rollout import RolloutDataset, rollout_fields
+
+        if not isinstance(self.env_dataset, RolloutDataset):
+            raise ValueError(f"{type(self).__name__} trains by fit on a RolloutDataset or an environment, "
+                             f"got {type(self.env_dataset).__name__ if self.env_dataset else 'other data'}.")
+        rows = self.env_dataset.fixed_batch_size()
         if self.train_function is not None and not force and rows == self._traced_batch_rows:
             return self.train_function
-        from kerasrl.rollout import rollout_fields
-
         step = tf.function(self.train_step, reduce_retracing=True, jit_compile=bool(self.jit_compile), autograph=False)
         steps_per_execution = self.steps_per_execution
         fields = [(name, dtype, (rows,) + shape[1:]) for name, dtype, shape in rollout_fields(self)]
