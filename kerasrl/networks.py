@@ -152,6 +152,11 @@ class NumpyMLP:
         return x
 
 
+def backing_variable(variable: keras.Variable | tf.Variable) -> tf.Variable:
+    """The tf.Variable behind a Keras variable (`.value` would be a cast copy inside an autocast scope)."""
+    return variable._value if isinstance(variable, keras.Variable) else variable
+
+
 def read_numpy(variable: keras.Variable | tf.Variable) -> np.ndarray:
     """A variable's current value as a numpy array, by one bare ReadVariableOp.
 
@@ -161,8 +166,7 @@ def read_numpy(variable: keras.Variable | tf.Variable) -> np.ndarray:
     TensorFlow copies a variable's buffer before updating it while a read of
     it is alive.
     """
-    # The backing tf.Variable (`.value` would be a cast copy inside an autocast scope).
-    tf_variable = variable._value if isinstance(variable, keras.Variable) else variable
+    tf_variable = backing_variable(variable)
     return tf.raw_ops.ReadVariableOp(resource=tf_variable.handle, dtype=tf_variable.dtype).numpy()
 
 

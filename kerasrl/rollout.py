@@ -144,7 +144,6 @@ class RolloutDataset:
         self._rollout_stats = self.stats()  # the logs of the minibatches of the current rollout
         self._reset_seed = seed
         self._fields_cache = self._fields()
-        self._width = sum(int(np.prod(shape[1:])) for _, _, shape in self._fields_cache)
 
     # --------------------------------------------------------------- collect
     def collect(self, weights: Any = None) -> dict[str, np.ndarray]:
@@ -276,7 +275,7 @@ class RolloutDataset:
         if self.batch_size:
             return self.batch_size
         # One batch of the whole rollout: fixed unless a NEXT_STEP env spends steps on resets.
-        next_step = getattr(self.env, "mode", None) == gym.vector.AutoresetMode.NEXT_STEP
+        next_step = getattr(self.env, "mode", None) == acting.AUTORESET.NEXT_STEP
         return None if next_step else self.n_steps * self.n_envs
 
     def updates_for(self, env_steps: int, from_start: bool = False) -> int:
@@ -302,7 +301,7 @@ class RolloutDataset:
             if self.error is not None:
                 raise self.error
             if not self._pending:
-                return np.zeros((0, self._width)), np.zeros(3), False
+                return np.zeros((0, 0)), np.zeros(3), False
             return self.pack(self._pending.pop()) + (True,)
 
     def next_rollout_batch(self, weights: Any = None) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ import tensorflow as tf
 from keras import ops
 
 from kerasrl import returns
+from kerasrl._threads import keep_thread_state
 from kerasrl.agents.base import Agent
-from kerasrl.networks import NumpyMLP, read_numpy
+from kerasrl.networks import NumpyMLP, backing_variable, read_numpy
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -156,7 +157,8 @@ class OnPolicyAgent(Agent):
         While a step runs, the next minibatch of the same rollout is already
         fetched (`pop_pending`); a new rollout (`next_rollout_batch`) is
         collected only once the step has run, so it acts with the weights of
-        every update before it.
+        every update before it. When each rollout is one minibatch (A2C), every
+        step collects and nothing is popped.
 
         When every minibatch of the dataset has the same size, the step is
         traced for that size (a batch dimension of None made PPO's step ~40%
@@ -168,7 +170,8 @@ class OnPolicyAgent(Agent):
             raise ValueError(f"{type(self).__name__} trains by fit on a RolloutDataset or an environment, "
                              f"got {type(self.env_dataset).__name__ if self.env_dataset else 'other data'}.")
         rows = self.env_dataset.fixed_batch_size()
-        if self.train_function is not None and not force and rows == self._traced_batch_rows:
+        one_batch_per_rollout = self.env_dataset.batches_per_rollout() == 1
+        if self.train_function is not None and not force and (rows, one_batch_per_rollout) == self._traced_for:
             return self.train_function
         step = tf.function(self.train_step, reduce_retracing=True, jit_compile=bool(self.jit_compile), autograph=False)
         steps_per_execution = self.steps_per_execution
@@ -193,17 +196,27 @@ class OnPolicyAgent(Agent):
             batch["env_steps"] = tf.cast(stats[2], tf.int64)
             return batch
 
-        def fetch(after: list) -> tuple[Any, Any]:
-            packed, stats, ready = tf.numpy_function(lambda: dataset().pop_pending(), [],
-                                                     [tf.float64, tf.float64, tf.bool], stateful=True)
+        def pop_pending() -> tuple[np.ndarray, np.ndarray, bool]:
+            keep_thread_state()
+            return dataset().pop_pending()
 
+        def next_rollout_batch(*weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            keep_thread_state()
+            return dataset().next_rollout_batch(weights)
+
+        def fetch(after: list) -> tuple[Any, Any]:
             def collect() -> tuple[Any, Any]:
                 with tf.control_dependencies(after):  # the rollout acts with the weights the step writes
-                    weights = [tf.convert_to_tensor(getattr(v, "_value", v)) for v in acting_variables]
-                    return tuple(tf.numpy_function(lambda *values: dataset().next_rollout_batch(values), weights,
-                                                   [tf.float64, tf.float64], stateful=True))
+                    weights = [tf.convert_to_tensor(backing_variable(v)) for v in acting_variables]
+                    return tuple(tf.numpy_function(next_rollout_batch, weights, [tf.float64, tf.float64],
+                                                   stateful=True))
 
-            packed, stats = tf.cond(ready, lambda: (tf.identity(packed), tf.identity(stats)), collect)
+            if one_batch_per_rollout:  # (A2C) nothing is ever pending: every step collects
+                packed, stats = collect()
+            else:
+                packed, stats, ready = tf.numpy_function(pop_pending, [], [tf.float64, tf.float64, tf.bool],
+                                                         stateful=True)
+                packed, stats = tf.cond(ready, lambda: (tf.identity(packed), tf.identity(stats)), collect)
             packed.set_shape((None, None))
             stats.set_shape((3,))
             return packed, stats
@@ -237,10 +250,10 @@ class OnPolicyAgent(Agent):
             return logs
 
         self.train_function = train_function
-        self._traced_batch_rows = rows
+        self._traced_for = (rows, one_batch_per_rollout)
         return train_function
 
-    _traced_batch_rows: int | None = None
+    _traced_for: tuple[int | None, bool] | None = None  # (minibatch rows, one minibatch a rollout)
 
     # ---------------------------------------------------------------- policy
     def _heads(self, x: Any) -> tuple[Any, Any]:
