@@ -137,6 +137,21 @@ def test_without_steps_per_epoch_an_epoch_is_one_rollout_with_all_its_passes():
     assert np.isfinite(history.history["episode_return"][-1])
 
 
+def test_an_epoch_runs_exactly_steps_per_epoch_updates_when_calls_do_not_divide_it():
+    env = gym.make("CartPole-v1")
+    agent = make_ac(env, steps_per_execution=3)
+    data = kerasrl.RolloutDataset(env, agent, episodes_per_batch=1, seed=0)
+    batches = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(int(agent.num_gradient_steps.numpy()))
+
+    history = agent.fit(data, epochs=2, steps_per_epoch=7, callbacks=[Record()], verbose=0)
+    assert int(agent.num_gradient_steps.numpy()) == 14 and data.rollouts == 14
+    assert batches == [3, 6, 7, 10, 13, 14] and len(history.history["loss"]) == 2
+
+
 def test_box_actions_sample_a_gaussian_and_send_the_env_clipped_actions():
     env = gym.make("Pendulum-v1")
     agent = make_ac(env, log_std_init=1.0)
