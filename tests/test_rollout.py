@@ -88,12 +88,9 @@ def test_fit_collects_each_rollout_after_the_updates_before_it():
     agent = make_ac(env)
     data = kerasrl.RolloutDataset(env, agent, episodes_per_batch=1, seed=0)
     seen = []
-
-    class Record(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append((int(agent.num_gradient_steps.numpy()), data.rollouts))
-
-    agent.fit(data, epochs=2, steps_per_epoch=5, callbacks=[Record()], verbose=0)
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append((int(agent.num_gradient_steps.numpy()), data.rollouts)))
+    agent.fit(data, epochs=2, steps_per_epoch=5, callbacks=[record], verbose=0)
     # One episode, one update: after k updates exactly k rollouts were collected (none ahead).
     assert seen == [(k, k) for k in range(1, 11)]
 
@@ -142,12 +139,9 @@ def test_an_epoch_runs_exactly_steps_per_epoch_updates_when_calls_do_not_divide_
     agent = make_ac(env, steps_per_execution=3)
     data = kerasrl.RolloutDataset(env, agent, episodes_per_batch=1, seed=0)
     batches = []
-
-    class Record(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            batches.append(int(agent.num_gradient_steps.numpy()))
-
-    history = agent.fit(data, epochs=2, steps_per_epoch=7, callbacks=[Record()], verbose=0)
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(int(agent.num_gradient_steps.numpy())))
+    history = agent.fit(data, epochs=2, steps_per_epoch=7, callbacks=[record], verbose=0)
     assert int(agent.num_gradient_steps.numpy()) == 14 and data.rollouts == 14
     assert batches == [3, 6, 7, 10, 13, 14] and len(history.history["loss"]) == 2
 
